@@ -1,0 +1,1 @@
+"""Synthetic data generators, keypoint schemas and readers for real data sets."""
