@@ -1,0 +1,1 @@
+"""End-to-end demos on built-in synthetic data, used by ``skkp demo``."""
