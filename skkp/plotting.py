@@ -1,0 +1,331 @@
+"""Pictures of keypoints and label maps, drawn with OpenCV (no matplotlib needed).
+
+Every function accepts gray ``(H, W)``, ``(H, W, 1)`` or RGB ``(H, W, 3)``
+images, as uint8 or float (floats within [0, 1] are scaled by 255, others are
+clipped to [0, 255]), returns a new RGB uint8 array and never modifies its
+inputs. Colours are RGB triples.
+"""
+import numbers
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+_SHIFT = 4  # sub-pixel bits for cv2 drawing
+
+#: Fixed colours for the 19 CelebAMask-HQ classes (index = class), then more.
+#: Background is black; the ignore index 255 is drawn grey.
+PALETTE = np.array([
+    [0, 0, 0], [204, 153, 120], [255, 140, 0], [0, 200, 255], [0, 0, 230], [230, 0, 230],
+    [255, 255, 0], [150, 150, 0], [0, 130, 0], [0, 220, 120], [110, 0, 50], [255, 40, 40],
+    [170, 0, 0], [110, 60, 20], [150, 80, 255], [255, 255, 170], [190, 255, 40], [250, 200, 220],
+    [70, 130, 180], [0, 255, 0], [255, 0, 120], [0, 100, 100], [150, 150, 255], [90, 0, 160],
+], dtype=np.uint8)
+IGNORE_COLOUR = (128, 128, 128)
+
+
+def _full_palette():
+    """256 colours: :data:`PALETTE`, then fixed pseudo-random ones, 255 grey."""
+    extra = np.random.RandomState(1234).randint(30, 256, size=(256 - len(PALETTE), 3))
+    pal = np.vstack([PALETTE, extra]).astype(np.uint8)
+    pal[255] = IGNORE_COLOUR
+    return pal
+
+
+_PALETTE256 = _full_palette()
+
+
+def _as_rgb(image, name="image"):
+    """Return a new (H, W, 3) uint8 RGB array from gray/RGB, uint8/float input."""
+    if isinstance(image, (str, bytes)) or image is None:
+        raise TypeError(f"{name} must be an array of pixels, got {type(image).__name__}.")
+    arr = np.asarray(image)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}.")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or arr.size == 0:
+        raise ValueError(f"{name} must be gray (H, W), (H, W, 1) or RGB (H, W, 3), got shape "
+                         f"{arr.shape}.")
+    if arr.dtype == np.uint8:
+        out = arr.copy()
+    elif arr.dtype == bool:
+        out = arr.astype(np.uint8) * 255
+    else:
+        f = arr.astype(np.float64)
+        finite = f[np.isfinite(f)]
+        if np.issubdtype(arr.dtype, np.floating) and finite.size and finite.min() >= 0 \
+                and finite.max() <= 1:
+            f = f * 255.0
+        out = np.clip(np.nan_to_num(np.rint(f)), 0, 255).astype(np.uint8)
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(out)
+
+
+def _check_colour(color, name):
+    try:
+        c = tuple(float(v) for v in color)
+    except (TypeError, ValueError):
+        c = ()
+    if len(c) != 3 or not all(0 <= v <= 255 for v in c):
+        raise ValueError(f"{name} must be an (R, G, B) triple of numbers in [0, 255], got "
+                         f"{color!r}.")
+    return tuple(int(round(v)) for v in c)
+
+
+def _as_points(points, name):
+    try:
+        pts = np.array(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric array of points.") from None
+    if pts.ndim == 1 and pts.size % 2 == 0:
+        pts = pts.reshape(-1, 2)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (2K,) as x0, y0, x1, y1, ... or (K, 2), got "
+                         f"{np.shape(points)}.")
+    return pts
+
+
+def _draw_points(out, pts, color, radius, labels):
+    scale = 1 << _SHIFT
+    font = max(0.25, min(out.shape[:2]) / 400.0)
+    for k, (x, y) in enumerate(pts):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue  # NaN = not labelled
+        centre = (int(round(x * scale)), int(round(y * scale)))
+        cv2.circle(out, centre, int(round(radius * scale)), color, -1, cv2.LINE_AA, _SHIFT)
+        if labels:
+            cv2.putText(out, str(k), (int(round(x + radius + 1)), int(round(y - radius - 1))),
+                        cv2.FONT_HERSHEY_SIMPLEX, font, color, 1, cv2.LINE_AA)
+
+
+def draw_keypoints(image, keypoints, color=(0, 255, 0), radius=None, labels=False, truth=None,
+                   truth_color=(255, 0, 0)):
+    """Draw keypoints (and optionally the ground truth) on a copy of an image.
+
+    Parameters
+    ----------
+    image : array-like of shape (H, W), (H, W, 1) or (H, W, 3)
+        Gray or RGB, uint8 or float.
+    keypoints : array-like of shape (2K,) or (K, 2)
+        ``x0, y0, x1, y1, ...`` in pixels; NaN points are skipped.
+    color : (int, int, int), default=(0, 255, 0)
+        RGB colour of the points.
+    radius : float or None, default=None
+        Point radius in pixels; ``None`` picks ``max(1, min(H, W) / 100)``.
+    labels : bool, default=False
+        Write each point's index next to it.
+    truth : array-like of shape (2K,) or (K, 2), optional
+        Ground-truth points, drawn first in ``truth_color`` with a line to the
+        matching prediction.
+    truth_color : (int, int, int), default=(255, 0, 0)
+
+    Returns
+    -------
+    out : ndarray of shape (H, W, 3), uint8
+        RGB copy with the points drawn.
+
+    Examples
+    --------
+    >>> out = draw_keypoints(np.zeros((32, 32)), [10.0, 12.0], radius=2)
+    >>> out.shape, out[12, 10].tolist()
+    ((32, 32, 3), [0, 255, 0])
+    """
+    out = _as_rgb(image)
+    pts = _as_points(keypoints, "keypoints")
+    color = _check_colour(color, "color")
+    truth_color = _check_colour(truth_color, "truth_color")
+    if radius is None:
+        radius = max(1.0, min(out.shape[:2]) / 100.0)
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius > 0:
+        raise ValueError(f"radius must be a positive number or None, got {radius!r}.")
+    if truth is not None:
+        gt = _as_points(truth, "truth")
+        if gt.shape != pts.shape:
+            raise ValueError(f"truth must have as many points as keypoints ({len(pts)}), got "
+                             f"{len(gt)}.")
+        scale = 1 << _SHIFT
+        for p, q in zip(pts, gt):
+            if np.all(np.isfinite(p)) and np.all(np.isfinite(q)):
+                cv2.line(out, tuple(int(round(v * scale)) for v in q),
+                         tuple(int(round(v * scale)) for v in p), truth_color, 1, cv2.LINE_AA,
+                         _SHIFT)
+        _draw_points(out, gt, truth_color, radius, False)
+    _draw_points(out, pts, color, radius, labels)
+    return out
+
+
+def _as_labels(labels, name="labels"):
+    arr = np.asarray(labels)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)) or \
+                not np.all(arr == np.round(arr)):
+            raise TypeError(f"{name} must hold integer class indices, got dtype {arr.dtype}.")
+        arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise ValueError(f"{name} must hold class indices in [0, 255] (255 = ignore), got values "
+                         f"in [{arr.min()}, {arr.max()}].")
+    return arr
+
+
+def colorize_labels(labels, palette=None):
+    """Colour a label map (or a stack of them) with a fixed palette.
+
+    Parameters
+    ----------
+    labels : array-like of ints, shape (H, W) or (n, H, W)
+        Class indices in [0, 255]; 255 is the ignore index.
+    palette : array-like of shape (K, 3), optional
+        RGB colour per class. Default: :data:`PALETTE` (background black, the
+        CelebAMask-HQ classes in fixed colours), fixed colours beyond, and grey
+        for 255. With a custom palette, 255 is grey unless it has 256 rows.
+
+    Returns
+    -------
+    rgb : ndarray of shape labels.shape + (3,), uint8
+
+    Examples
+    --------
+    >>> colorize_labels(np.array([[0, 1], [4, 255]])).reshape(-1, 3).tolist()
+    [[0, 0, 0], [204, 153, 120], [0, 0, 230], [128, 128, 128]]
+    """
+    arr = _as_labels(labels)
+    if palette is None:
+        pal = _PALETTE256
+    else:
+        p = np.asarray(palette)
+        if p.ndim != 2 or p.shape[1] != 3 or len(p) == 0 or not np.issubdtype(p.dtype, np.number) \
+                or p.min() < 0 or p.max() > 255:
+            raise ValueError(f"palette must have shape (K, 3) with RGB values in [0, 255], got "
+                             f"shape {p.shape}.")
+        pal = np.zeros((256, 3), dtype=np.uint8)
+        pal[:len(p)] = np.rint(p[:256]).astype(np.uint8)
+        if len(p) < 256:
+            pal[255] = IGNORE_COLOUR
+            used = arr[arr != 255]
+            if used.size and used.max() >= len(p):
+                raise ValueError(f"labels holds class {used.max()} but palette has only {len(p)} "
+                                 f"colours.")
+    return pal[arr.astype(np.intp)]
+
+
+def overlay_labels(image, labels, alpha=0.5, palette=None):
+    """Blend coloured labels over an image; background (0) and ignore (255) stay as they are.
+
+    Parameters
+    ----------
+    image : array-like of shape (H, W), (H, W, 1) or (H, W, 3)
+    labels : array-like of ints, shape (H, W)
+    alpha : float in [0, 1], default=0.5
+        Weight of the label colours.
+    palette : array-like of shape (K, 3), optional
+        See :func:`colorize_labels`.
+
+    Returns
+    -------
+    out : ndarray of shape (H, W, 3), uint8
+
+    Examples
+    --------
+    >>> out = overlay_labels(np.full((4, 4), 200, np.uint8), np.eye(4, dtype=int) * 4, alpha=1.0)
+    >>> out[0, 0].tolist(), out[0, 1].tolist()
+    ([0, 0, 230], [200, 200, 200])
+    """
+    out = _as_rgb(image)
+    arr = _as_labels(labels)
+    if arr.shape != out.shape[:2]:
+        raise ValueError(f"labels must have the image's height and width {out.shape[:2]}, got "
+                         f"shape {arr.shape}.")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}.")
+    colours = colorize_labels(arr, palette).astype(np.float32)
+    blend = (1 - alpha) * out.astype(np.float32) + alpha * colours
+    keep = (arr == 0) | (arr == 255)
+    return np.where(keep[:, :, None], out, np.rint(blend).astype(np.uint8))
+
+
+def image_grid(images, ncols=None, padding=2, fill=(255, 255, 255)):
+    """Tile images into one RGB picture, row by row.
+
+    Images of different sizes are centred in cells of the largest height and
+    width; gray and float images are converted as described in the module.
+
+    Parameters
+    ----------
+    images : sequence of arrays, or array of shape (n, H, W[, C])
+    ncols : int or None, default=None
+        Number of columns; ``None`` makes the grid roughly square.
+    padding : int, default=2
+        Pixels between cells and around the border.
+    fill : (int, int, int), default=(255, 255, 255)
+        Colour of the padding and empty cells.
+
+    Returns
+    -------
+    grid : ndarray of shape (rows * (h + padding) + padding, ncols * (w + padding) + padding, 3)
+
+    Examples
+    --------
+    >>> image_grid([np.zeros((4, 4)), np.zeros((6, 2, 3))], ncols=2, padding=1).shape
+    (8, 11, 3)
+    """
+    if isinstance(images, np.ndarray) and images.ndim in (3, 4):
+        images = list(images)
+    if isinstance(images, (str, bytes)) or not hasattr(images, "__len__") or len(images) == 0:
+        raise ValueError("images must be a non-empty sequence of images or an (n, H, W[, C]) "
+                         "array.")
+    tiles = [_as_rgb(im, f"images[{i}]") for i, im in enumerate(images)]
+    n = len(tiles)
+    if ncols is None:
+        ncols = int(np.ceil(np.sqrt(n)))
+    if isinstance(ncols, bool) or not isinstance(ncols, numbers.Integral) or ncols < 1:
+        raise ValueError(f"ncols must be a positive int or None, got {ncols!r}.")
+    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+        raise ValueError(f"padding must be an int >= 0, got {padding!r}.")
+    fill = _check_colour(fill, "fill")
+    ncols = min(int(ncols), n)
+    nrows = -(-n // ncols)
+    h = max(t.shape[0] for t in tiles)
+    w = max(t.shape[1] for t in tiles)
+    grid = np.empty((nrows * (h + padding) + padding, ncols * (w + padding) + padding, 3), np.uint8)
+    grid[:] = fill
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, ncols)
+        y = padding + r * (h + padding) + (h - t.shape[0]) // 2
+        x = padding + c * (w + padding) + (w - t.shape[1]) // 2
+        grid[y:y + t.shape[0], x:x + t.shape[1]] = t
+    return grid
+
+
+def save_png(path, image):
+    """Write an RGB (or gray, or float) image to a PNG file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        File name; the folder must exist.
+    image : array-like of shape (H, W), (H, W, 1) or (H, W, 3)
+
+    Returns
+    -------
+    path : pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = save_png(os.path.join(tempfile.mkdtemp(), "a.png"), np.zeros((8, 8, 3), np.uint8))
+    >>> p.suffix
+    '.png'
+    """
+    path = Path(path)
+    rgb = _as_rgb(image)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"path: folder {str(path.parent)!r} does not exist.")
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - cv2 failure
+        raise OSError(f"could not encode a PNG for {str(path)!r}.")
+    path.write_bytes(buf.tobytes())
+    return path

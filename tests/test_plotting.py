@@ -1,0 +1,138 @@
+"""Tests for skkp.plotting: cv2-based pictures of keypoints and label maps."""
+import cv2
+import numpy as np
+import pytest
+
+from skkp.plotting import (IGNORE_COLOUR, PALETTE, colorize_labels, draw_keypoints, image_grid,
+                           overlay_labels, save_png)
+
+
+def _rng():
+    return np.random.RandomState(0)
+
+
+@pytest.mark.parametrize("image", [
+    np.zeros((30, 40), np.uint8), np.zeros((30, 40, 1), np.uint8), np.zeros((30, 40, 3), np.uint8),
+    np.zeros((30, 40), np.float32), np.full((30, 40, 3), 0.5), np.zeros((30, 40), bool),
+])
+def test_draw_keypoints_accepts_gray_rgb_float(image):
+    before = image.copy()
+    out = draw_keypoints(image, [[5.0, 6.0], [20.0, 15.0]], radius=2)
+    assert out.shape == (30, 40, 3) and out.dtype == np.uint8
+    assert out[6, 5].tolist() == [0, 255, 0] and out[15, 20].tolist() == [0, 255, 0]
+    assert np.array_equal(image, before)
+    assert out is not image
+
+
+def test_float_images_are_scaled():
+    assert draw_keypoints(np.full((8, 8), 0.5), [])[0, 0].tolist() == [128] * 3   # [0, 1] floats
+    assert draw_keypoints(np.full((8, 8), 300.0), [])[0, 0].tolist() == [255] * 3  # clipped
+
+
+def test_draw_keypoints_colour_nan_labels_and_truth():
+    image = _rng().randint(0, 100, (64, 64, 3)).astype(np.uint8)
+    before = image.copy()
+    kp = np.array([10.0, 10.0, np.nan, np.nan, 40.0, 30.0])
+    out = draw_keypoints(image, kp, color=(255, 0, 255), radius=2.5)
+    assert out[10, 10].tolist() == [255, 0, 255] and out[30, 40].tolist() == [255, 0, 255]
+    changed = np.any(out != image, axis=2)
+    assert not changed[50:, :].any() and not changed[:, 50:].any()  # only near the two points
+    with_text = draw_keypoints(image, kp, radius=1, labels=True)
+    plain = draw_keypoints(image, kp, radius=1)
+    assert np.any(with_text != image, axis=2).sum() > np.any(plain != image, axis=2).sum()
+    truth = kp + 12
+    both = draw_keypoints(image, kp, truth=truth, radius=2)
+    assert both[22, 22].tolist() == [255, 0, 0] and both[10, 10].tolist() == [0, 255, 0]
+    assert np.array_equal(image, before)
+
+
+def test_draw_keypoints_default_radius_scales_with_image():
+    small = np.any(draw_keypoints(np.zeros((50, 50)), [25, 25]) > 0, axis=2).sum()
+    big = np.any(draw_keypoints(np.zeros((500, 500)), [250, 250]) > 0, axis=2).sum()
+    assert big > 5 * small
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"keypoints": [1.0, 2.0, 3.0]}, "keypoints"), ({"color": (0, 300, 0)}, "color"),
+    ({"radius": -1}, "radius"), ({"truth": [1.0, 2.0]}, "truth"),
+])
+def test_draw_keypoints_bad_input(kwargs, match):
+    args = {"image": np.zeros((10, 10)), "keypoints": [1.0, 2.0, 3.0, 4.0]}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        draw_keypoints(**args)
+
+
+def test_bad_images():
+    with pytest.raises(ValueError, match="image"):
+        draw_keypoints(np.zeros((10, 10, 4)), [1, 1])
+    with pytest.raises(TypeError, match="image"):
+        draw_keypoints("picture.png", [1, 1])
+
+
+def test_colorize_labels():
+    labels = np.array([[0, 1, 2], [18, 255, 5]])
+    before = labels.copy()
+    rgb = colorize_labels(labels)
+    assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == [0, 0, 0] and rgb[1, 1].tolist() == list(IGNORE_COLOUR)
+    assert rgb[0, 1].tolist() == PALETTE[1].tolist() and rgb[1, 0].tolist() == PALETTE[18].tolist()
+    assert np.array_equal(labels, before)
+    assert len({tuple(c) for c in PALETTE[:19]}) == 19 and tuple(IGNORE_COLOUR) not in \
+        {tuple(c) for c in PALETTE}
+    stack = colorize_labels(np.stack([labels, labels]).astype(np.uint8))
+    assert stack.shape == (2, 2, 3, 3)
+    custom = colorize_labels(np.array([[0, 1, 255]]), palette=[[1, 2, 3], [4, 5, 6]])
+    assert custom.tolist() == [[[1, 2, 3], [4, 5, 6], list(IGNORE_COLOUR)]]
+    with pytest.raises(ValueError, match="palette"):
+        colorize_labels(np.array([[2]]), palette=[[1, 2, 3], [4, 5, 6]])
+    with pytest.raises(ValueError, match="labels"):
+        colorize_labels(np.array([[-1]]))
+    with pytest.raises(TypeError, match="labels"):
+        colorize_labels(np.array([[0.5]]))
+
+
+def test_overlay_labels():
+    image = np.full((6, 6, 3), 100, np.uint8)
+    labels = np.zeros((6, 6), np.uint8)
+    labels[1, 1], labels[2, 2] = 4, 255
+    out = overlay_labels(image, labels, alpha=1.0)
+    assert out[1, 1].tolist() == PALETTE[4].tolist()
+    assert out[0, 0].tolist() == [100] * 3 and out[2, 2].tolist() == [100] * 3
+    half = overlay_labels(image[:, :, 0], labels, alpha=0.5)
+    assert half[1, 1].tolist() == np.rint((100 + PALETTE[4].astype(float)) / 2).tolist()
+    assert np.array_equal(overlay_labels(image, labels, alpha=0.0), image)
+    assert np.array_equal(image, np.full((6, 6, 3), 100)) and labels[1, 1] == 4
+    with pytest.raises(ValueError, match="labels"):
+        overlay_labels(image, labels[:5])
+    with pytest.raises(ValueError, match="alpha"):
+        overlay_labels(image, labels, alpha=2)
+
+
+def test_image_grid():
+    a = np.full((10, 8), 50, np.uint8)
+    b = np.full((6, 12, 3), 0.5)
+    grid = image_grid([a, b, a], ncols=2, padding=1, fill=(255, 0, 0))
+    assert grid.shape == (2 * 11 + 1, 2 * 13 + 1, 3) and grid.dtype == np.uint8
+    assert grid[0, 0].tolist() == [255, 0, 0]
+    assert grid[1 + 5, 1 + 2 + 4].tolist() == [50] * 3          # a, centred horizontally
+    assert grid[1 + 2 + 3, 14 + 6].tolist() == [128] * 3       # b, centred vertically
+    assert grid[12 + 5, 14 + 6].tolist() == [255, 0, 0]        # empty cell
+    stack = image_grid(np.zeros((5, 4, 4, 3), np.uint8))
+    assert stack.shape == (2 * 6 + 2, 3 * 6 + 2, 3)
+    with pytest.raises(ValueError, match="images"):
+        image_grid([])
+    with pytest.raises(ValueError, match="ncols"):
+        image_grid([a], ncols=0)
+
+
+def test_save_png_roundtrip(tmp_path):
+    image = _rng().randint(0, 256, (9, 7, 3)).astype(np.uint8)
+    before = image.copy()
+    path = save_png(tmp_path / "x.png", image)
+    back = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(back, image) and np.array_equal(image, before)
+    gray = save_png(str(tmp_path / "g.png"), np.linspace(0, 1, 12).reshape(3, 4))
+    assert cv2.imread(str(gray)).shape == (3, 4, 3)
+    with pytest.raises(FileNotFoundError, match="path"):
+        save_png(tmp_path / "missing" / "x.png", image)
