@@ -1,0 +1,551 @@
+"""NoseKeypointRegressor: a scikit-learn estimator that regresses keypoints from images."""
+import numbers
+import warnings
+
+import cv2
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNetRegressor
+from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.helper import predefined_split
+
+from . import __version__
+from ._validation import check_images, check_keypoint_targets, resolve_device
+from .augment import random_affine, warp_image, warp_points
+from .losses import MaskedKeypointLoss
+from .nets import ARCHITECTURES, build_keypoint_net
+
+#: Augmentation used when ``augment=True``; a dict passed as ``augment`` overrides these keys.
+AUGMENT_DEFAULTS = {"rotation": 15.0, "scale": (0.9, 1.1), "shift": 0.05, "flip": True,
+                    "brightness": 0.2, "contrast": 0.2}
+
+
+# ----------------------------------------------------------------------------- coordinate frames
+def _to_unit(points, size):
+    """Pixel coordinates of a ``size`` x ``size`` image -> [-1, 1] (pixel edges at +-1)."""
+    return (points + 0.5) * (2.0 / size) - 1.0
+
+
+def _from_unit(units, size):
+    return (units + 1.0) * (size / 2.0) - 0.5
+
+
+def _rescale_points(y, shape_from, shape_to):
+    """Map (n, 2K) pixel coordinates between image frames of (H, W) shapes."""
+    out = np.array(y, dtype=np.float64, copy=True)
+    (h0, w0), (h1, w1) = shape_from, shape_to
+    out[:, 0::2] = (out[:, 0::2] + 0.5) * (w1 / w0) - 0.5
+    out[:, 1::2] = (out[:, 1::2] + 0.5) * (h1 / h0) - 0.5
+    return out
+
+
+def _resize_images(images, size):
+    """(n, 1, H, W) float32 -> (n, 1, size, size)."""
+    h, w = images.shape[2:]
+    if (h, w) == (size, size):
+        return images
+    interp = cv2.INTER_AREA if (h > size and w > size) else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(im[0], (size, size), interpolation=interp) for im in images])[:, None]
+
+
+# ----------------------------------------------------------------------------- data
+class KeypointDataset(torch.utils.data.Dataset):
+    """Images and targets for training, with optional paired augmentation.
+
+    One affine matrix per sample and epoch moves the image and its keypoints
+    together; a flip also swaps left/right keypoint pairs. The random draws
+    depend only on ``(seed, epoch, index)``, so they are reproducible with any
+    number of DataLoader workers.
+
+    Parameters
+    ----------
+    X : ndarray (n, 1, S, S) or (n, p), float32
+        Standardised network inputs.
+    y : ndarray (n, D), float32
+        Targets in network units (NaN where unlabelled).
+    augment : dict or None
+        Ranges as in ``AUGMENT_DEFAULTS``; None for no augmentation.
+    flip_pairs : sequence of (int, int)
+        Keypoint index pairs swapped by a horizontal flip.
+    seed : int
+    """
+
+    def __init__(self, X, y, augment=None, flip_pairs=(), seed=0):
+        self.X, self.y = X, y
+        self.augment = augment
+        self.flip_pairs = tuple(flip_pairs)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        x, y = self.X[i], self.y[i]
+        if self.augment is None:
+            return torch.from_numpy(x), torch.from_numpy(y)
+        a = self.augment
+        rng = np.random.RandomState(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0])
+        size = x.shape[-1]
+        M, flipped = random_affine(rng, size, a["rotation"], a["scale"], a["shift"],
+                                   flip=a["flip"] and bool(self.flip_pairs))
+        img = warp_image(x[0], M, size)
+        pts = warp_points(_from_unit(y.reshape(-1, 2).astype(np.float64), size), M)
+        if flipped:
+            pts = pts[_flip_permutation(len(pts), self.flip_pairs)]
+        c = 1.0 + rng.uniform(-a["contrast"], a["contrast"]) if a["contrast"] else 1.0
+        b = rng.uniform(-a["brightness"], a["brightness"]) if a["brightness"] else 0.0
+        img = (img * np.float32(c) + np.float32(b))[None]
+        return torch.from_numpy(img), torch.from_numpy(_to_unit(pts, size).astype(np.float32).ravel())
+
+
+def _flip_permutation(k, pairs):
+    perm = np.arange(k)
+    for i, j in pairs:
+        perm[i], perm[j] = j, i
+    return perm
+
+
+class _SetEpoch(Callback):
+    """Tell the training dataset which epoch starts, so augmentation differs per epoch."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.dataset.epoch = len(net.history) - 1
+
+
+class PixelMAE(Callback):
+    """Record ``train_mae_px`` and ``valid_mae_px`` (mean absolute error in pixels
+    of the network frame) in the history after each epoch."""
+
+    def __init__(self, px_per_unit):
+        self.px_per_unit = px_per_unit
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._sums = {True: [0.0, 0], False: [0.0, 0]}
+
+    def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
+        target = batch[1].to(y_pred.device)
+        mask = ~torch.isnan(target)
+        err = (y_pred.detach() - torch.nan_to_num(target)).abs() * torch.as_tensor(
+            self.px_per_unit, dtype=y_pred.dtype, device=y_pred.device)
+        self._sums[training][0] += float(err[mask].sum())
+        self._sums[training][1] += int(mask.sum())
+
+    def on_epoch_end(self, net, **kwargs):
+        for training, key in ((True, "train_mae_px"), (False, "valid_mae_px")):
+            total, count = self._sums[training]
+            if count:
+                net.history.record(key, total / count)
+
+
+# ----------------------------------------------------------------------------- schemas
+def _known_schemas():
+    from . import datasets
+
+    return getattr(datasets, "KEYPOINT_SCHEMAS", {})
+
+
+def _resolve_schema(schema, n_keypoints):
+    """A named schema, a KeypointSchema, or (schema=None) the only schema with K points."""
+    schemas = _known_schemas()
+    if schema is None:
+        matches = [s for s in schemas.values() if s.n_keypoints == n_keypoints]
+        return matches[0] if len(matches) == 1 else None
+    if isinstance(schema, str):
+        if schema not in schemas:
+            raise ValueError(f"schema must be one of {sorted(schemas)} or a KeypointSchema, got {schema!r}.")
+        schema = schemas[schema]
+    if schema.n_keypoints != n_keypoints:
+        raise ValueError(f"schema {schema.name!r} has {schema.n_keypoints} keypoints but y has "
+                         f"{n_keypoints}.")
+    return schema
+
+
+# ----------------------------------------------------------------------------- estimator
+class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
+    """Regress keypoint coordinates from grayscale face or nose images.
+
+    A PyTorch network trained through skorch (``self.net_``). Inputs are images
+    in any common layout; targets and predictions are pixel coordinates of the
+    images passed in, as ``x0, y0, x1, y1, ...``. Images of another size than
+    ``image_size`` are resized for the network and predictions mapped back.
+
+    Parameters
+    ----------
+    architecture : {"inception", "cnn", "mlp"}, default="inception"
+        Network: the reference Inception-style CNN, a plain CNN, or a one-hidden-
+        layer MLP on raw pixels (the MLP also accepts any 2-D feature matrix).
+    image_size : int, default=96
+        Side of the square network input.
+    max_epochs : int, default=30
+    batch_size : int, default=64
+    lr : float, default=1e-3
+        Learning rate of the Adam optimiser.
+    weight_decay : float, default=0.0
+        L2 penalty on every weight, on top of the network's own per-layer penalties.
+    loss : {"mse", "l1", "smooth_l1"}, default="mse"
+        Per-coordinate training loss (unlabelled coordinates are masked out).
+    validation_fraction : float, default=0.1
+        Fraction of the samples held out to report ``valid_loss`` and
+        ``valid_mae_px`` each epoch; 0 trains on everything.
+    early_stopping : int or None, default=None
+        Stop after this many epochs without improvement of ``valid_loss`` and
+        keep the best weights; None trains ``max_epochs`` epochs.
+    augment : bool or dict, default=True
+        Random rotation, scale, shift, horizontal flip (only with ``flip_pairs``)
+        and brightness/contrast per sample and epoch during training; a dict
+        overrides keys of ``AUGMENT_DEFAULTS``. Never applied in ``predict``
+        nor to plain feature matrices.
+    schema : str, KeypointSchema or None, default=None
+        Named keypoint layout (see ``skkp.datasets.KEYPOINT_SCHEMAS``) giving
+        keypoint names and flip pairs. None uses the only schema with the same
+        number of keypoints as ``y``, if exactly one exists.
+    keypoint_names : sequence of str or None, default=None
+        Names of the K keypoints (override the schema's).
+    flip_pairs : sequence of (int, int) or None, default=None
+        Left/right keypoint pairs swapped by a flip (override the schema's).
+    num_workers : int, default=0
+        DataLoader worker processes for training.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+    random_state : int, RandomState or None, default=None
+        Seeds initialisation, the validation split, shuffling and augmentation.
+        The global torch and numpy random states are left untouched.
+    verbose : int, default=0
+        0 silent; 1 a per-epoch log of train/valid loss and MAE in pixels with a
+        progress bar.
+    net_kwargs : dict or None, default=None
+        Extra keyword arguments for ``skorch.NeuralNetRegressor`` (callbacks,
+        ``optimizer__*``, ``module__*`` for the network's constructor, ...).
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNetRegressor
+    n_keypoints_ : int or None
+        K, when y holds keypoints; None for a plain regression on features.
+    keypoint_names_ : list of str or None
+    flip_pairs_ : tuple of (int, int)
+    history_ : skorch.History
+    n_features_in_ : int
+        Values per input sample (H * W * channels for images).
+    image_shape_ : (int, int) or None
+        Image shape seen in fit.
+    device_ : str
+
+    Notes
+    -----
+    ``score`` is the coefficient of determination R^2 over labelled coordinates,
+    as for every scikit-learn regressor. Pixel metrics are in ``skkp.metrics``
+    (e.g. ``scoring=skkp.metrics.mae_px_scorer``).
+
+    Examples
+    --------
+    >>> from skkp import NoseKeypointRegressor
+    >>> from skkp.datasets import make_noses
+    >>> X, y = make_noses(64, image_size=32, random_state=0)
+    >>> model = NoseKeypointRegressor(architecture="cnn", image_size=32, max_epochs=2,
+    ...                               random_state=0).fit(X, y)
+    >>> model.predict(X[:2]).shape
+    (2, 14)
+    """
+
+    _parameter_constraints = {
+        "architecture": [StrOptions(set(ARCHITECTURES))],
+        "image_size": [Interval(numbers.Integral, 16, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "loss": [StrOptions({"mse", "l1", "smooth_l1"})],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "early_stopping": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "augment": ["boolean", dict],
+        "schema": [str, object, None],
+        "keypoint_names": ["array-like", None],
+        "flip_pairs": ["array-like", None],
+        "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "net_kwargs": [dict, None],
+    }
+
+    def __init__(self, architecture="inception", image_size=96, max_epochs=30, batch_size=64, lr=1e-3,
+                 weight_decay=0.0, loss="mse", validation_fraction=0.1, early_stopping=None, augment=True,
+                 schema=None, keypoint_names=None, flip_pairs=None, num_workers=0, device="auto",
+                 random_state=None, verbose=0, net_kwargs=None):
+        self.architecture = architecture
+        self.image_size = image_size
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.loss = loss
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.augment = augment
+        self.schema = schema
+        self.keypoint_names = keypoint_names
+        self.flip_pairs = flip_pairs
+        self.num_workers = num_workers
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.net_kwargs = net_kwargs
+
+    # ------------------------------------------------------------------ input handling
+    def _check_X(self, X, fitting):
+        checked = check_images(X, allow_features=self.architecture == "mlp")
+        if not fitting:
+            if checked.kind != self.input_kind_:
+                raise ValueError(f"X holds {checked.kind}s but the model was fitted on {self.input_kind_}s.")
+            if checked.kind == "features" and checked.data.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {checked.data.shape[1]} features, but {type(self).__name__} is "
+                                 f"expecting {self.n_features_in_} features as input.")
+            if checked.kind == "image" and checked.n_channels_in != self.n_channels_in_:
+                raise ValueError(f"X has {checked.n_channels_in} channel(s) per image but the model was "
+                                 f"fitted on images with {self.n_channels_in_} channel(s).")
+        return checked
+
+    def _network_input(self, checked):
+        """Resize images to image_size and standardise with the statistics of fit."""
+        data = checked.data
+        if checked.kind == "image":
+            data = _resize_images(data, self.image_size)
+        return ((data - self.x_mean_) / self.x_std_).astype(np.float32)
+
+    def _augment_config(self):
+        if self.augment is True:
+            return dict(AUGMENT_DEFAULTS)
+        if self.augment is False:
+            return None
+        unknown = set(self.augment) - set(AUGMENT_DEFAULTS)
+        if unknown:
+            raise ValueError(f"augment has unknown keys {sorted(unknown)}; valid keys are "
+                             f"{sorted(AUGMENT_DEFAULTS)}.")
+        return {**AUGMENT_DEFAULTS, **self.augment}
+
+    def _resolve_names(self, n_keypoints):
+        schema = _resolve_schema(self.schema, n_keypoints) if n_keypoints else None
+        names = list(schema.names) if schema is not None else None
+        pairs = tuple(schema.flip_pairs) if schema is not None else ()
+        if self.keypoint_names is not None:
+            names = [str(n) for n in self.keypoint_names]
+            if len(names) != n_keypoints:
+                raise ValueError(f"keypoint_names has {len(names)} names but y has {n_keypoints} keypoints.")
+        if self.flip_pairs is not None:
+            pairs = tuple((int(i), int(j)) for i, j in self.flip_pairs)
+            used = [i for p in pairs for i in p]
+            if len(set(used)) != len(used) or any(not 0 <= i < (n_keypoints or 0) for i in used):
+                raise ValueError(f"flip_pairs must be disjoint pairs of keypoint indices in "
+                                 f"[0, {n_keypoints}), got {self.flip_pairs!r}.")
+        return names, pairs
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y):
+        """Train the network on images ``X`` and keypoints ``y``.
+
+        Parameters
+        ----------
+        X : array-like
+            Images (n, H*W), (n, H, W), (n, H, W, 1), (n, 1, H, W) or colour
+            (n, H, W, 3), uint8 or float; with ``architecture="mlp"`` also any
+            feature matrix (n, p).
+        y : array-like of shape (n, 2K) or (n, K, 2)
+            Pixel coordinates ``x0, y0, x1, y1, ...`` in the frame of ``X``; NaN
+            marks an unlabelled point. With a plain feature matrix any (n,) or
+            (n, t) target is accepted.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        checked = self._check_X(X, fitting=True)
+        is_image = checked.kind == "image"
+        targets = check_keypoint_targets(y, checked.data.shape[0], allow_any_width=not is_image)
+        n_keypoints = targets.shape[1] // 2 if is_image else None
+        names, pairs = self._resolve_names(n_keypoints)
+        augment = self._augment_config() if is_image else None
+        device = resolve_device(self.device)
+
+        unlabelled = np.isnan(targets).all(axis=1)
+        if unlabelled.all():
+            raise ValueError("y has no labelled coordinate: every row is entirely NaN.")
+        if unlabelled.any():
+            warnings.warn(f"{int(unlabelled.sum())} of {len(targets)} rows of y have no labelled keypoint "
+                          f"(all NaN); they are left out of training.", UserWarning, stacklevel=2)
+
+        # Everything decided from the data is fixed before any training starts.
+        self.input_kind_ = checked.kind
+        self.n_channels_in_ = checked.n_channels_in
+        self.image_shape_ = checked.image_shape
+        self.n_features_in_ = (int(np.prod(checked.image_shape)) * checked.n_channels_in if is_image
+                               else checked.data.shape[1])
+        self.n_outputs_ = targets.shape[1]
+        self.y_ndim_ = np.asarray(y).ndim
+        self.n_keypoints_ = n_keypoints
+        self.keypoint_names_ = names
+        self.flip_pairs_ = pairs
+        self.device_ = device
+
+        data = checked.data
+        if is_image:
+            data = _resize_images(data, self.image_size)
+            net_targets = _to_unit(_rescale_points(targets, checked.image_shape, (self.image_size,) * 2),
+                                   self.image_size)
+            self.x_mean_, self.x_std_ = np.float32(data.mean()), np.float32(data.std() or 1.0)
+            self.y_offset_ = None
+        else:
+            self.x_mean_ = data.mean(axis=0)
+            std = data.std(axis=0)
+            self.x_std_ = np.where(std > 0, std, 1.0).astype(np.float32)
+            mean_y = np.nanmean(targets, axis=0)
+            std_y = np.nanstd(targets, axis=0)
+            self.y_offset_ = np.nan_to_num(mean_y)
+            self.y_scale_ = np.where(np.nan_to_num(std_y) > 0, np.nan_to_num(std_y), 1.0)
+            net_targets = (targets - self.y_offset_) / self.y_scale_
+        inputs = ((data - self.x_mean_) / self.x_std_).astype(np.float32)
+        net_targets = net_targets.astype(np.float32)
+        keep = ~unlabelled
+        inputs, net_targets = inputs[keep], net_targets[keep]
+
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        order = rng.permutation(len(inputs))
+        n_valid = int(round(self.validation_fraction * len(inputs)))
+        if n_valid >= len(inputs):
+            n_valid = 0
+        valid_idx, train_idx = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+        if self.early_stopping is not None and n_valid == 0:
+            raise ValueError("early_stopping needs a validation set: set validation_fraction > 0 "
+                             f"(with {len(inputs)} labelled samples, {self.validation_fraction} gives none).")
+
+        train_ds = KeypointDataset(inputs[train_idx], net_targets[train_idx], augment, pairs, seed)
+        valid_ds = KeypointDataset(inputs[valid_idx], net_targets[valid_idx]) if n_valid else None
+        px_per_unit = (np.full(self.n_outputs_, self.image_size / 2.0) if is_image else self.y_scale_)
+        with torch.random.fork_rng(devices=[torch.device(device)] if device.startswith("cuda") else []):
+            torch.manual_seed(seed)
+            self.net_ = self._build_net(inputs, train_ds, valid_ds, px_per_unit, device)
+            self.net_.fit(train_ds, y=None)
+        # Keep no training data inside the fitted model (it would be pickled with it).
+        self.net_.callbacks_ = [(n, cb) for n, cb in self.net_.callbacks_ if n != "set_epoch"]
+        self.net_.callbacks = [(n, cb) for n, cb in self.net_.callbacks if n != "set_epoch"]
+        self.net_.train_split = None
+        return self
+
+    def _build_net(self, inputs, train_ds, valid_ds, px_per_unit, device):
+        kwargs = dict(self.net_kwargs or {})
+        module_kwargs = {k[len("module__"):]: kwargs.pop(k) for k in list(kwargs) if k.startswith("module__")}
+        channels_last = module_kwargs.pop("channels_last", self.architecture == "cnn")
+        module = build_keypoint_net(self.architecture, self.n_outputs_, self.image_size,
+                                    n_features=int(np.prod(inputs.shape[1:])), channels_last=channels_last,
+                                    **module_kwargs)
+        callbacks = [("set_epoch", _SetEpoch(train_ds)), ("pixel_mae", PixelMAE(px_per_unit))]
+        if self.early_stopping is not None:
+            callbacks.append(("early_stopping", EarlyStopping(patience=self.early_stopping, load_best=True)))
+        if self.verbose:
+            callbacks.append(("progress_bar", ProgressBar()))
+        callbacks += list(kwargs.pop("callbacks", []))
+        # Per-layer L2 penalties of the network (coefficient c on ||w||^2 adds 2c*w to the gradient).
+        groups = [(name, {"weight_decay": 2.0 * coef + self.weight_decay})
+                  for name, coef in getattr(module, "l2_penalties", {}).items()]
+        n_train = len(train_ds)
+        params = dict(
+            module=module,
+            criterion=MaskedKeypointLoss,
+            criterion__kind=self.loss,
+            optimizer=torch.optim.Adam,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
+            iterator_train__shuffle=True,
+            # a last batch of one sample would break batch normalisation
+            iterator_train__drop_last=n_train > 1 and n_train % min(self.batch_size, n_train) == 1,
+            iterator_train__num_workers=self.num_workers,
+            iterator_train__persistent_workers=False,
+            callbacks=callbacks,
+            device=device,
+            verbose=int(self.verbose),
+        )
+        if groups:
+            params["optimizer__param_groups"] = groups
+        params.update(kwargs)
+        return NeuralNetRegressor(**params)
+
+    # ------------------------------------------------------------------ predict / score
+    def predict(self, X):
+        """Predict keypoints for images ``X``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n, 2K)
+            Pixel coordinates in the frame of the images passed in (or the same
+            shape as the ``y`` seen in fit for plain feature regression).
+        """
+        check_is_fitted(self, "net_")
+        checked = self._check_X(X, fitting=False)
+        inputs = self._network_input(checked)
+        out = self.net_.predict(inputs).astype(np.float64)
+        if self.input_kind_ == "image":
+            pred = _rescale_points(_from_unit(out, self.image_size), (self.image_size,) * 2,
+                                   checked.image_shape)
+            return pred.reshape(len(pred), -1, 2) if self.y_ndim_ == 3 else pred
+        pred = out * self.y_scale_ + self.y_offset_
+        return pred.ravel() if self.y_ndim_ == 1 else pred
+
+    def score(self, X, y, sample_weight=None):
+        """Coefficient of determination R^2 over labelled coordinates (NaN skipped).
+
+        Averaged uniformly over the output columns, as ``sklearn.metrics.r2_score``.
+        """
+        from sklearn.metrics import r2_score
+
+        y_pred = np.asarray(self.predict(X), dtype=np.float64)
+        y_true = np.asarray(y, dtype=np.float64).reshape(y_pred.shape)
+        if not np.isnan(y_true).any():
+            return r2_score(y_true, y_pred, sample_weight=sample_weight)
+        y_true, y_pred = y_true.reshape(len(y_true), -1), y_pred.reshape(len(y_pred), -1)
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        scores = []
+        for j in range(y_true.shape[1]):
+            m = ~np.isnan(y_true[:, j])
+            if m.sum() >= 2:
+                scores.append(r2_score(y_true[m, j], y_pred[m, j], sample_weight=None if w is None else w[m]))
+        return float(np.mean(scores)) if scores else float("nan")
+
+    @property
+    def history_(self):
+        """skorch ``History`` of the last fit: one dict per epoch (losses, MAE in pixels, timings)."""
+        check_is_fitted(self, "net_")
+        return self.net_.history
+
+    # ------------------------------------------------------------------ sklearn / persistence
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = self.architecture == "mlp"
+        tags.input_tags.three_d_array = True
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_skkp_version"] = __version__
+        return state
+
+    def __setstate__(self, state):
+        saved = state.pop("_skkp_version", None)
+        if saved is not None and saved != __version__:
+            warnings.warn(f"This {type(self).__name__} was saved with skkp {saved} and is loaded with skkp "
+                          f"{__version__}; results may differ. Refit or use skkp {saved}.",
+                          UserWarning, stacklevel=2)
+        super().__setstate__(state)
