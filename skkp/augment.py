@@ -102,3 +102,170 @@ def swap_pairs(points, pairs):
     for i, j in pairs:
         out[[i, j]] = out[[j, i]]
     return out
+
+
+# --------------------------------------------------------------------------- #
+# face-parsing transforms: an image and its label map move together
+# --------------------------------------------------------------------------- #
+#: ImageNet channel statistics (RGB, 0-1 scale), used to normalise network input.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def flip_lut(classes, ignore_index=255):
+    """Label lookup table for a horizontal flip: swaps ``l_*`` and ``r_*`` classes.
+
+    Class ``l_x`` is paired with ``r_x`` (and ``left_x`` with ``right_x``) when
+    both names are present; all other labels, ``ignore_index`` included, map to
+    themselves. CelebAMask-HQ's ``ear_r`` (earring) and ``neck_l`` (necklace) are
+    not sides and stay as they are.
+
+    Parameters
+    ----------
+    classes : sequence of str
+        Class names; position = label value.
+    ignore_index : int, default=255
+        Kept unchanged (every label not in ``classes`` is).
+
+    Returns
+    -------
+    lut : ndarray of shape (256,), uint8
+        ``lut[labels]`` relabels a flipped uint8 label map.
+
+    Examples
+    --------
+    >>> lut = flip_lut(["background", "skin", "l_eye", "r_eye"])
+    >>> lut[[0, 1, 2, 3, 255]]
+    array([  0,   1,   3,   2, 255], dtype=uint8)
+    """
+    names = [str(c) for c in classes]
+    if len(names) > 255:
+        raise ValueError(f"classes must hold at most 255 names (label 255 is reserved); got {len(names)}")
+    index = {name: i for i, name in enumerate(names)}
+    lut = np.arange(256, dtype=np.uint8)
+    for left, right in (("l_", "r_"), ("left_", "right_")):
+        for name, i in index.items():
+            if name.startswith(left):
+                j = index.get(right + name[len(left):])
+                if j is not None:
+                    lut[i], lut[j] = j, i
+    return lut
+
+
+def scale_crop_matrix(rng, shape, size, scale=(0.75, 2.0), flip=False):
+    """Draw one affine matrix: optional mirror, random scale, random crop.
+
+    The image (``shape`` = (h, w)) is resized so that its longer side becomes
+    ``s * size`` with ``s`` uniform in ``scale``, then a random ``size`` x
+    ``size`` window is cut from it; a window larger than the scaled image is
+    placed at a random position (the rest is padding).
+
+    Parameters
+    ----------
+    rng : numpy.random.RandomState
+    shape : (int, int)
+        Height and width of the input image.
+    size : int
+        Side of the output.
+    scale : (float, float), default=(0.75, 2.0)
+        Range of the scale relative to ``size``; ``None`` means 1.
+    flip : bool, default=False
+        Mirror horizontally first.
+
+    Returns
+    -------
+    M : ndarray of shape (2, 3)
+        For :func:`warp_image` and :func:`warp_labels`.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    s = rng.uniform(scale[0], scale[1]) if scale else 1.0
+    f = s * size / max(h, w)
+    offsets = []
+    for extent in (f * w, f * h):  # x then y; always two draws
+        lo, hi = sorted((0.0, extent - size))
+        offsets.append(rng.uniform(lo, hi))
+    # scaling about (-0.5, -0.5) maps pixel edges onto pixel edges (cv2.resize convention)
+    return affine_matrix((-0.5, -0.5), 0.0, f, (-offsets[0], -offsets[1]), flip_width=w if flip else None)
+
+
+def color_jitter(rng, image, brightness=0.5, contrast=0.5, saturation=0.5):
+    """Random brightness, contrast and saturation of an RGB image.
+
+    Each factor is drawn uniformly in ``[1 - v, 1 + v]``: brightness scales the
+    pixels, contrast blends with the mean grey level, saturation with the grey
+    image. Returns float32 in [0, 255]; a grey (H, W) image gets no saturation
+    change.
+
+    Examples
+    --------
+    >>> rng = np.random.RandomState(0)
+    >>> color_jitter(rng, np.full((2, 2, 3), 100, np.uint8), 0, 0, 0)[0, 0]
+    array([100., 100., 100.], dtype=float32)
+    """
+    out = np.asarray(image, dtype=np.float32)
+    b, c, s = (rng.uniform(1 - v, 1 + v) if v else 1.0 for v in (brightness, contrast, saturation))
+    out = out * b
+    gray = out @ np.array([0.299, 0.587, 0.114], dtype=np.float32) if out.ndim == 3 else out
+    out = (out - gray.mean()) * c + gray.mean()
+    if out.ndim == 3:
+        gray = out @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        out = (out - gray[..., None]) * s + gray[..., None]
+    return np.clip(out, 0.0, 255.0)
+
+
+def normalize_image(image):
+    """(H, W, 3) RGB on the 0-255 scale -> float32 (3, H, W) with ImageNet mean/std."""
+    out = np.asarray(image, dtype=np.float32) / 255.0
+    out = (out - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def random_parsing_transform(rng, image, labels, size, lut=None, scale=(0.75, 2.0), flip=True,
+                             jitter=0.5, ignore_index=255):
+    """Augment an RGB image and its label map together, for training a parser.
+
+    One affine matrix (mirror with probability 0.5 if ``flip``, random scale in
+    ``scale`` of ``size``, random crop to ``size``) moves the image (bilinear,
+    padded with the ImageNet mean colour) and the labels (nearest neighbour,
+    padded with ``ignore_index``); a mirrored label map is relabelled with
+    ``lut`` (see :func:`flip_lut`) so left and right parts swap. Then colour
+    jitter of strength ``jitter``.
+
+    Parameters
+    ----------
+    rng : numpy.random.RandomState
+    image : ndarray (H, W, 3) uint8 RGB
+    labels : ndarray (H, W) integer labels < 256
+    size : int
+        Side of the output.
+    lut : ndarray of shape (256,) or None
+        Flip lookup table; ``None`` keeps labels as they are.
+    scale : (float, float) or None, default=(0.75, 2.0)
+    flip : bool, default=True
+    jitter : float, default=0.5
+        Brightness, contrast and saturation strength; 0 turns it off.
+    ignore_index : int, default=255
+
+    Returns
+    -------
+    image : ndarray (size, size, 3) float32 in [0, 255]
+    labels : ndarray (size, size) uint8
+
+    Examples
+    --------
+    >>> rng = np.random.RandomState(0)
+    >>> img, lab = random_parsing_transform(rng, np.zeros((40, 30, 3), np.uint8),
+    ...                                     np.ones((40, 30), np.uint8), 32)
+    >>> img.shape, lab.shape, set(np.unique(lab)) <= {1, 255}
+    ((32, 32, 3), (32, 32), True)
+    """
+    flipped = bool(flip and rng.rand() < 0.5)
+    M = scale_crop_matrix(rng, labels.shape[:2], size, scale, flip=flipped)
+    pad = tuple(255.0 * m for m in IMAGENET_MEAN)
+    out_image = warp_image(np.asarray(image, dtype=np.float32), M, size, border_value=pad)
+    out_labels = warp_labels(labels, M, size, ignore_index=ignore_index)
+    if flipped and lut is not None:
+        out_labels = np.asarray(lut, dtype=np.uint8)[out_labels]
+    if jitter:
+        out_image = color_jitter(rng, out_image, jitter, jitter, jitter)
+    return out_image, out_labels

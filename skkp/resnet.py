@@ -1,0 +1,238 @@
+"""ResNet18 backbone and a three-head face-parsing network (pure PyTorch).
+
+Parameter names follow torchvision's ``resnet18`` state dict (``conv1``, ``bn1``,
+``layer1`` .. ``layer4`` with BasicBlocks ``conv1/bn1/conv2/bn2/downsample.0/.1``),
+so ImageNet weights can be loaded from a local ``.pth`` file with
+:func:`load_backbone_weights` -- no download, no torchvision dependency.
+"""
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["BasicBlock", "ResNet18Backbone", "ParsingHead", "MultiHeadParsingNet",
+           "load_backbone_weights"]
+
+_STAGE_CHANNELS = (64, 128, 256, 512)
+
+
+def _scaled(channels, width):
+    """Channel count ``channels * width``, rounded, at least 1."""
+    return max(1, int(round(channels * width)))
+
+
+def _conv3x3(in_ch, out_ch, stride=1):
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 conv-BN layers and a residual connection.
+
+    ``downsample`` (1x1 conv + BN) is added when the stride or the channel count
+    changes, with torchvision's names ``downsample.0`` and ``downsample.1``.
+
+    Shapes: (B, in_ch, H, W) -> (B, out_ch, ceil(H / stride), ceil(W / stride)).
+    """
+
+    def __init__(self, in_ch, out_ch, stride=1):
+        super().__init__()
+        self.conv1 = _conv3x3(in_ch, out_ch, stride)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(out_ch, out_ch)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.downsample = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet18Backbone(nn.Module):
+    """ResNet18 without its classifier, returning the features of stages 2, 3 and 4.
+
+    Parameters
+    ----------
+    width : float, default=1.0
+        Channel multiplier; 1.0 is the standard ResNet18 (64, 128, 256, 512
+        channels) and is the only width that can load torchvision weights.
+    in_channels : int, default=3
+        Channels of the input image.
+
+    Shapes: (B, in_channels, H, W) -> three maps with ``out_channels`` channels at
+    strides 8, 16 and 32.
+
+    Examples
+    --------
+    >>> net = ResNet18Backbone(width=0.125)
+    >>> [tuple(f.shape) for f in net(torch.zeros(1, 3, 64, 64))]
+    [(1, 16, 8, 8), (1, 32, 4, 4), (1, 64, 2, 2)]
+    """
+
+    def __init__(self, width=1.0, in_channels=3):
+        super().__init__()
+        chans = [_scaled(c, width) for c in _STAGE_CHANNELS]
+        self.conv1 = nn.Conv2d(in_channels, chans[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(chans[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._stage(chans[0], chans[0], 1)
+        self.layer2 = self._stage(chans[0], chans[1], 2)
+        self.layer3 = self._stage(chans[1], chans[2], 2)
+        self.layer4 = self._stage(chans[2], chans[3], 2)
+        self.out_channels = tuple(chans[1:])
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def _stage(in_ch, out_ch, stride):
+        return nn.Sequential(BasicBlock(in_ch, out_ch, stride), BasicBlock(out_ch, out_ch, 1))
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer1(x)
+        f2 = self.layer2(x)
+        f3 = self.layer3(f2)
+        f4 = self.layer4(f3)
+        return f2, f3, f4
+
+
+class ParsingHead(nn.Module):
+    """Output head: a BasicBlock, a 3x3 conv-BN-ReLU and a 1x1 conv to ``n_classes``.
+
+    Shapes: (B, in_ch, h, w) -> (B, n_classes, h, w) logits.
+    """
+
+    def __init__(self, in_ch, mid_ch, n_classes):
+        super().__init__()
+        self.block = BasicBlock(in_ch, mid_ch)
+        self.conv = nn.Sequential(_conv3x3(mid_ch, mid_ch), nn.BatchNorm2d(mid_ch), nn.ReLU(inplace=True))
+        self.classifier = nn.Conv2d(mid_ch, n_classes, 1)
+
+    def forward(self, x):
+        return self.classifier(self.conv(self.block(x)))
+
+
+class MultiHeadParsingNet(nn.Module):
+    """ResNet18 backbone with one parsing head on each of stages 2, 3 and 4.
+
+    Each head's logits are upsampled (bilinear) to the input size. In training
+    mode ``forward`` returns the tuple of the three head logits, so a loss can be
+    applied to each head and to their sum (see
+    :class:`skkp.losses.MultiHeadLoss`); in eval mode it returns their sum, whose
+    argmax over channels is the label map.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of output classes.
+    width : float, default=1.0
+        Channel multiplier of the backbone and the heads.
+    in_channels : int, default=3
+        Channels of the input image.
+    head_channels : int or None, default=None
+        Channels inside each head; ``None`` means ``round(128 * width)``.
+
+    Shapes: (B, in_channels, H, W) -> (B, n_classes, H, W) (eval) or a tuple of
+    three such tensors (train).
+
+    Examples
+    --------
+    >>> net = MultiHeadParsingNet(n_classes=19, width=0.125).eval()
+    >>> net(torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 19, 32, 32])
+    >>> [tuple(o.shape) for o in net.train()(torch.zeros(2, 3, 32, 32))]
+    [(2, 19, 32, 32), (2, 19, 32, 32), (2, 19, 32, 32)]
+    """
+
+    def __init__(self, n_classes, width=1.0, in_channels=3, head_channels=None):
+        super().__init__()
+        self.backbone = ResNet18Backbone(width=width, in_channels=in_channels)
+        mid = _scaled(128, width) if head_channels is None else int(head_channels)
+        self.heads = nn.ModuleList(ParsingHead(c, mid, n_classes) for c in self.backbone.out_channels)
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        feats = self.backbone(x)
+        outs = tuple(F.interpolate(head(f), size=size, mode="bilinear", align_corners=False)
+                     for head, f in zip(self.heads, feats))
+        if self.training:
+            return outs
+        return outs[0] + outs[1] + outs[2]
+
+
+def load_backbone_weights(module, path):
+    """Load a torchvision ``resnet18`` state dict from a local file into a backbone.
+
+    ``fc.*`` entries (the ImageNet classifier) are ignored. Nothing is downloaded.
+
+    Parameters
+    ----------
+    module : ResNet18Backbone or nn.Module with a ``backbone`` attribute
+        Where the weights go; must have ``width=1.0`` and 3 input channels.
+    path : str or path-like
+        A ``.pth`` file holding the state dict (or a dict with a ``"state_dict"``
+        entry), e.g. saved with ``torch.save(resnet18().state_dict(), path)``.
+
+    Returns
+    -------
+    module : the module passed in, with the weights loaded.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If keys are missing or unexpected, or a shape differs (for instance a
+        ``width`` other than 1.0).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> src = ResNet18Backbone()
+    >>> path = os.path.join(tempfile.mkdtemp(), "r18.pth")
+    >>> torch.save(src.state_dict(), path)
+    >>> dst = load_backbone_weights(ResNet18Backbone(), path)
+    >>> bool(torch.equal(dst.conv1.weight, src.conv1.weight))
+    True
+    """
+    backbone = getattr(module, "backbone", module)
+    if not isinstance(backbone, ResNet18Backbone):
+        raise TypeError("module must be a ResNet18Backbone or have one as its `backbone` attribute; "
+                        f"got {type(module).__name__}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone_weights file not found: {str(path)!r}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{str(path)!r} does not hold a state dict (a mapping of names to tensors); "
+                         f"got {type(state).__name__}")
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = backbone.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"{str(path)!r} does not match a torchvision resnet18 backbone: "
+            f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}")
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise ValueError(
+                f"shape mismatch for {k!r}: file has {tuple(state[k].shape)}, network has {tuple(v.shape)}; "
+                "ImageNet weights need width=1.0 and 3 input channels")
+    backbone.load_state_dict(state, strict=True)
+    return module

@@ -1,0 +1,402 @@
+"""FaceParser: augmentation, schedule, sklearn integration, determinism and errors."""
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skkp.augment import (IMAGENET_MEAN, color_jitter, flip_lut, normalize_image, random_parsing_transform,
+                          scale_crop_matrix)
+from skkp.datasets import CELEBAMASK_CLASSES, make_faces
+from skkp.parsing import FaceParser, WarmupPolyLR, _ParsingDataset
+from skkp.resnet import ResNet18Backbone
+
+L_EYE, R_EYE = CELEBAMASK_CLASSES.index("l_eye"), CELEBAMASK_CLASSES.index("r_eye")
+TINY = dict(image_size=32, width=0.125, max_epochs=1, batch_size=4, random_state=0, device="cpu")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny networks run fastest on one thread (and much faster on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return make_faces(8, 40, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(faces):
+    X, y = faces
+    return FaceParser(**TINY).fit(X, y)
+
+
+# --------------------------------------------------------------------------- augmentation
+def _two_eyes(size=32):
+    """A face whose subject-left eye (l_eye) sits on the image right, in distinct colours."""
+    labels = np.zeros((size, size), np.uint8)
+    image = np.zeros((size, size, 3), np.uint8)
+    labels[10:16, 20:28], image[10:16, 20:28] = L_EYE, (255, 0, 0)   # image right: l_eye, red
+    labels[10:16, 4:12], image[10:16, 4:12] = R_EYE, (0, 0, 255)     # image left: r_eye, blue
+    image[0:3, 0:3] = (0, 255, 0)                                    # a marker, top-left
+    return image, labels
+
+
+def test_flip_lut_swaps_left_and_right_classes_only():
+    lut = flip_lut(CELEBAMASK_CLASSES)
+    name = {i: c for i, c in enumerate(CELEBAMASK_CLASSES)}
+    pairs = {(name[i], name[int(lut[i])]) for i in range(19) if lut[i] != i}
+    assert pairs == {("l_eye", "r_eye"), ("r_eye", "l_eye"), ("l_brow", "r_brow"), ("r_brow", "l_brow"),
+                     ("l_ear", "r_ear"), ("r_ear", "l_ear")}
+    assert lut[CELEBAMASK_CLASSES.index("ear_r")] == CELEBAMASK_CLASSES.index("ear_r")  # earring
+    assert lut[CELEBAMASK_CLASSES.index("neck_l")] == CELEBAMASK_CLASSES.index("neck_l")  # necklace
+    assert lut[255] == 255
+    assert list(flip_lut(["bg", "left_hand", "right_hand", "l_only"])[:4]) == [0, 2, 1, 3]
+
+
+def test_flip_turns_l_eye_pixels_into_r_eye_and_back():
+    image, labels = _two_eyes()
+    lut = flip_lut(CELEBAMASK_CLASSES)
+    seen = set()
+    for seed in range(12):
+        img, lab = random_parsing_transform(np.random.RandomState(seed), image, labels, 32, lut=lut,
+                                            scale=None, jitter=0)
+        flipped = bool((img[0:3, -3:] == (0, 255, 0)).all())
+        seen.add(flipped)
+        if not flipped:
+            np.testing.assert_array_equal(lab, labels)
+            continue
+        # the red eye (l_eye, image right) moved to the image left and is now labelled r_eye
+        red = (img[..., 0] > 200) & (img[..., 2] < 50)
+        assert red[10:16, 4:12].all() and (lab[10:16, 4:12] == R_EYE).all()
+        blue = (img[..., 2] > 200) & (img[..., 0] < 50)
+        assert blue[10:16, 20:28].all() and (lab[10:16, 20:28] == L_EYE).all()
+        np.testing.assert_array_equal(lab, lut[labels[:, ::-1]])
+    assert seen == {True, False}
+
+
+def test_training_dataset_flips_consistently_over_epochs():
+    image, labels = _two_eyes()
+    ds = _ParsingDataset(image[None], labels[None], augment=True, seed=3,
+                         lut=flip_lut(CELEBAMASK_CLASSES), scale=(1.0, 1.0))
+    mirrored = set()
+    for epoch in range(10):
+        ds.epoch = epoch
+        x, t = ds[0]
+        t = t.numpy()
+        # whatever happened, the subject's left eye is on the image right
+        cols_l, cols_r = np.nonzero(t == L_EYE)[1], np.nonzero(t == R_EYE)[1]
+        assert cols_l.min() > 16 > cols_r.max()
+        green = x[1, 0:3, -3:].mean() > x[1, 0:3, 0:3].mean()
+        mirrored.add(bool(green))
+    assert mirrored == {True, False}
+    ds.epoch = 4
+    a, b = ds[0], ds[0]
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # seeded per (epoch, sample)
+
+
+def test_augmentation_moves_image_and_labels_together():
+    size = 48
+    labels = np.zeros((60, 40), np.uint8)
+    labels[5:30, 5:20], labels[30:55, 20:35], labels[10:25, 25:38] = 1, 2, 3
+    palette = np.array([(20, 20, 20), (200, 40, 40), (40, 200, 40), (40, 40, 200)], np.uint8)
+    image = palette[labels]
+    pad = 255 * np.asarray(IMAGENET_MEAN)
+    scales, n_pad = [], 0
+    for seed in range(8):
+        rng = np.random.RandomState(seed)
+        img, lab = random_parsing_transform(rng, image, labels, size, lut=np.arange(256), jitter=0)
+        assert img.shape == (size, size, 3) and lab.shape == (size, size)
+        valid = lab != 255
+        # the colour of (almost) every labelled pixel is closest to the colour of its label
+        dist = np.abs(img[valid][:, None, :] - palette[None].astype(np.float32)).sum(axis=-1)
+        assert np.mean(dist.argmin(axis=1) == lab[valid]) > 0.97
+        # pure padding in the image is ignored (255) in the labels
+        pure_pad = np.abs(img - pad).max(axis=-1) < 1e-3
+        assert (lab[pure_pad] == 255).all()
+        n_pad += pure_pad.sum()
+        scales.append(scale_crop_matrix(np.random.RandomState(seed), labels.shape, size)[0, 0])
+    f = np.array(scales) * max(labels.shape) / size
+    assert f.min() >= 0.75 and f.max() <= 2.0 and f.max() - f.min() > 0.3
+    assert n_pad > 0
+
+
+def test_color_jitter_and_normalisation():
+    rng = np.random.RandomState(0)
+    img = rng.randint(0, 256, (8, 8, 3)).astype(np.uint8)
+    np.testing.assert_allclose(color_jitter(rng, img, 0, 0, 0), img)
+    out = color_jitter(np.random.RandomState(1), img, 0.5, 0.5, 0.5)
+    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 255 and not np.allclose(out, img)
+    gray = np.repeat(img[..., :1], 3, axis=-1)
+    g = color_jitter(np.random.RandomState(2), gray)
+    np.testing.assert_allclose(g[..., 0], g[..., 2], atol=1e-3)  # grey stays grey
+    z = normalize_image(np.full((2, 2, 3), 255 * np.asarray(IMAGENET_MEAN)))
+    assert z.shape == (3, 2, 2) and np.abs(z).max() < 1e-5
+
+
+# --------------------------------------------------------------------------- optimisation
+def test_warmup_poly_values():
+    f = WarmupPolyLR(total_steps=20, warmup_steps=4, power=0.9, warmup_factor=0.1)
+    np.testing.assert_allclose([f(t) for t in range(5)], [0.1, 0.325, 0.55, 0.775, 1.0])
+    assert f(12) == pytest.approx((1 - 8 / 16) ** 0.9)
+    assert f(19) == pytest.approx((1 / 16) ** 0.9) and f(20) == 0.0
+    e = WarmupPolyLR(total_steps=20, warmup_steps=4, warmup="exp", warmup_factor=0.01)
+    np.testing.assert_allclose([e(0), e(2), e(4)], [0.01, 0.1, 1.0])
+
+
+def test_lr_schedule_per_batch_in_training(faces):
+    X, y = faces  # 8 images, batch 3 -> 3 batches per epoch, 4 epochs -> 12 iterations
+    est = FaceParser(**{**TINY, "max_epochs": 4, "batch_size": 3, "lr": 0.05, "warmup_steps": 3}).fit(X, y)
+    lrs = np.array([lr for epoch in est.net_.history[:, "batches", :, "event_lr"] for lr in epoch])
+    T, w = 12, 3
+    expected = [0.05 * (0.1 + 0.9 * t / w) if t < w else 0.05 * (1 - (t - w) / (T - w)) ** 0.9
+                for t in range(T)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+    assert lrs[w] == pytest.approx(0.05) and 0 < lrs[-1] < lrs[-2]
+
+
+def test_optimizer_momentum_and_no_decay_on_bn_and_bias(fitted):
+    opt = fitted.net_.optimizer_
+    decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    module = fitted.net_.module_
+    assert set(decay) == {id(p) for p in module.parameters()}
+    for name, p in module.named_parameters():
+        expected = 0.0 if (".bn" in name or name.startswith("bn") or name.endswith("bias")
+                           or "downsample.1" in name or "conv.1" in name) else 5e-4
+        assert decay[id(p)] == expected, name
+    assert all(g["momentum"] == 0.9 for g in opt.param_groups)
+
+
+def test_backbone_weights_are_loaded_before_training(tmp_path, faces):
+    X, y = faces
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        src = ResNet18Backbone()
+    path = tmp_path / "resnet18.pth"
+    torch.save(src.state_dict(), path)
+    est = FaceParser(**{**TINY, "width": 1.0, "lr": 1e-9, "batch_size": 8}, backbone_weights=str(path))
+    est.fit(X[:4], y[:4])
+    got = est.net_.module_.backbone
+    for name in ("conv1.weight", "layer2.0.downsample.0.weight", "layer4.1.conv2.weight"):
+        torch.testing.assert_close(got.state_dict()[name], src.state_dict()[name], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="width=1.0"):
+        FaceParser(**TINY, backbone_weights=str(path)).fit(X[:4], y[:4])
+
+
+# --------------------------------------------------------------------------- estimator
+def test_shapes_dtypes_and_attributes(fitted, faces):
+    X, y = faces
+    assert fitted.n_classes_ == 19 and list(fitted.classes_) == list(range(19))
+    assert fitted.class_names_ == list(CELEBAMASK_CLASSES)
+    Xo = X[:3, :36, :30]  # any input size; outputs come back at that size
+    pred = fitted.predict(Xo)
+    proba = fitted.predict_proba(Xo)
+    assert pred.shape == (3, 36, 30) and pred.dtype == np.uint8
+    assert proba.shape == (3, 19, 36, 30) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(pred, proba.argmax(axis=1))
+    np.testing.assert_array_equal(fitted.transform(Xo), pred)
+    gray = X[:2].mean(axis=-1).astype(np.uint8)
+    assert fitted.predict(gray).shape == (2, 40, 40)
+    assert fitted.predict(gray[..., None]).shape == (2, 40, 40)
+    assert 0.0 <= fitted.score(X, y) <= 1.0
+
+
+def test_learns_a_simple_segmentation():
+    rng = np.random.RandomState(0)
+    n, s = 12, 32
+    yy, xx = np.mgrid[:s, :s]
+    X = np.empty((n, s, s, 3), np.uint8)
+    y = np.empty((n, s, s), np.uint8)
+    for i in range(n):
+        cx, cy, r = rng.uniform(10, 22), rng.uniform(10, 22), rng.uniform(6, 10)
+        disk = (xx - cx) ** 2 + (yy - cy) ** 2 < r ** 2
+        y[i] = disk
+        X[i] = np.where(disk[..., None], (200, 60, 60), (40, 40, 160)) + rng.randint(0, 30, (s, s, 3))
+    est = FaceParser(image_size=32, classes=["background", "disk"], width=0.25, max_epochs=20, batch_size=4,
+                     lr=0.05, warmup_steps=2, augment=False, random_state=0, device="cpu").fit(X, y)
+    loss = est.net_.history[:, "train_loss"]
+    assert np.mean(loss[-3:]) < np.mean(loss[:3])  # OHEM keeps the hardest pixels: it falls slowly
+    all_background = np.mean([np.mean(y == 0), 0.0])  # mean IoU of predicting background everywhere
+    assert all_background < 0.4
+    assert est.score(X, y) > 0.8
+
+
+def test_clone_and_set_params(fitted):
+    c = clone(fitted)
+    assert c.get_params() == fitted.get_params() and not hasattr(c, "net_")
+    c.set_params(width=0.25, net_kwargs={"iterator_valid__batch_size": 2})
+    assert c.width == 0.25 and fitted.width == 0.125
+
+
+def test_pipeline_with_nested_params(faces):
+    X, y = faces
+    pipe = Pipeline([("bright", FunctionTransformer(np.asarray)), ("parser", FaceParser(**TINY))])
+    pipe.set_params(parser__max_epochs=1, parser__lr=0.02)
+    pipe.fit(X, y)
+    assert pipe.predict(X[:2]).shape == (2, 40, 40)
+    assert pipe.named_steps["parser"].lr == 0.02
+    assert 0 <= pipe.score(X, y) <= 1
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_grid_search(faces, n_jobs):
+    X, y = faces
+    gs = GridSearchCV(FaceParser(**{**TINY, "batch_size": 2}), {"lr": [0.01, 0.03]}, cv=2, n_jobs=n_jobs)
+    gs.fit(X, y)
+    assert gs.best_params_["lr"] in (0.01, 0.03)
+    assert np.isfinite(gs.cv_results_["mean_test_score"]).all()
+    assert gs.predict(X[:1]).shape == (1, 40, 40)
+
+
+def test_joblib_round_trip_in_fresh_process(fitted, faces, tmp_path):
+    X, _ = faces
+    path = tmp_path / "parser.joblib"
+    joblib.dump(fitted, path)
+    np.save(tmp_path / "X.npy", X)
+    code = textwrap.dedent(f"""
+        import joblib, numpy as np, torch
+        torch.set_num_threads(1)  # same thread count as this process: same float reductions
+        est = joblib.load({str(path)!r})
+        np.save({str(tmp_path / 'pred.npy')!r}, est.predict_proba(np.load({str(tmp_path / 'X.npy')!r})))
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), fitted.predict_proba(X))
+
+
+def test_deterministic_and_leaves_global_rng_alone(fitted, faces):
+    X, y = faces
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    again = FaceParser(**TINY).fit(X, y)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), np_state))
+    np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
+    other = FaceParser(**{**TINY, "random_state": 1}).fit(X, y)
+    assert not np.array_equal(other.predict_proba(X), fitted.predict_proba(X))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fitted_on_gpu_predicts_on_cpu(faces, tmp_path):
+    X, y = faces
+    est = FaceParser(**{**TINY, "device": "cuda"}).fit(X, y)
+    path = tmp_path / "gpu.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(est, f)
+    np.save(tmp_path / "X.npy", X)
+    code = textwrap.dedent(f"""
+        import pickle, warnings, numpy as np
+        warnings.simplefilter("ignore")
+        est = pickle.load(open({str(path)!r}, "rb"))
+        assert est.device_ == "cpu", est.device_
+        np.save({str(tmp_path / 'p.npy')!r}, est.predict(np.load({str(tmp_path / 'X.npy')!r})))
+    """)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)
+    assert np.mean(np.load(tmp_path / "p.npy") == est.predict(X)) > 0.99
+
+
+# --------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda X, y: (X, np.where(y == 0, 19, y)), ValueError, r"outside the 19 classes.*\[19\]"),
+    (lambda X, y: (X, y[:, :30]), ValueError, r"shape \(n, H, W\) = \(8, 40, 40\)"),
+    (lambda X, y: (X[:7], y), ValueError, "matching X"),
+    (lambda X, y: (X.astype(str), y), TypeError, "pixel values"),
+    (lambda X, y: (X > 0, y), TypeError, "dtype bool"),
+    (lambda X, y: (X, y + 0.5), TypeError, "integer class labels"),
+    (lambda X, y: (X[:0], y[:0]), ValueError, "empty"),
+    (lambda X, y: (X.reshape(8, -1), y), ValueError, "tabular"),
+    (lambda X, y: (X.astype(float) * 2, y), ValueError, r"\[0, 255\]"),
+    (lambda X, y: (X, None), ValueError, "requires y"),
+])
+def test_bad_input_raises_before_training(faces, make, exc, match):
+    X, y = faces
+    Xb, yb = make(X.copy(), y.copy())
+    with pytest.raises(exc, match=match):
+        FaceParser(**TINY).fit(Xb, yb)
+
+
+@pytest.mark.parametrize("param, value", [("image_size", 16), ("width", 0), ("max_epochs", 0),
+                                          ("batch_size", 1.5), ("lr", -1), ("ohem_thresh", 0),
+                                          ("min_kept", 2.5), ("device", "tpu"), ("classes", ["a"]),
+                                          ("classes", ["a", "a"]), ("scale_range", (2, 1)),
+                                          ("net_kwargs", [1])])
+def test_bad_params(faces, param, value):
+    X, y = faces
+    with pytest.raises(ValueError, match=param):
+        FaceParser(**{**TINY, param: value}).fit(X[:2], np.minimum(y[:2], 0))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
+def test_cuda_requested_but_missing(faces):
+    X, y = faces
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        FaceParser(**{**TINY, "device": "cuda"}).fit(X[:2], y[:2])
+
+
+def test_inputs_are_not_modified_and_float_input_accepted(faces):
+    X, y = faces
+    Xf, yi = X[:4].astype(np.float64), y[:4].astype(np.int64)
+    Xc, yc = Xf.copy(), yi.copy()
+    est = FaceParser(**TINY).fit(Xf, yi)
+    est.predict(Xf)
+    np.testing.assert_array_equal(Xf, Xc)
+    np.testing.assert_array_equal(yi, yc)
+    with pytest.warns(UserWarning, match=r"\[0, 1\]"):
+        est.predict(Xf / 255.0)
+
+
+def test_predict_before_fit_raises(faces):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        FaceParser().predict(faces[0])
+
+
+# --------------------------------------------------------------------------- sklearn's checks
+_TABULAR = ("FaceParser needs images X (n, H, W[, 3]) and label maps y (n, H, W); this check fits on "
+            "2-D tabular X with 1-D y, which fit rejects with a ValueError before training")
+EXPECTED_FAILED_CHECKS = {name: _TABULAR for name in (
+    "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
+    "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+    "check_estimators_dtypes", "check_pipeline_consistency", "check_estimators_pickle",
+    "check_f_contiguous_array_estimator", "check_transformer_data_not_an_array", "check_transformer_general",
+    "check_transformer_preserve_dtypes", "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance", "check_dict_unchanged", "check_fit_idempotent",
+    "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
+)}
+EXPECTED_FAILED_CHECKS.update({
+    "check_positive_only_tag_during_fit": "fits on negative 2-D tabular X; FaceParser rejects it for its "
+                                          "shape (images are required), not for the negative values",
+    "check_dtype_object": "fits on a 2-D object array; FaceParser takes numeric image arrays only",
+    "check_estimators_nan_inf": "NaN/inf X is rejected, but the check then fits on finite 2-D tabular X, "
+                                "which FaceParser rejects (images required)",
+    "check_estimators_empty_data_messages": "empty X is rejected with a ValueError about images, not with "
+                                            "sklearn's tabular wording '0 feature(s) (shape=(n, 0))'",
+    "check_fit2d_1sample": "2-D X with one row is rejected for its shape (images required), not with the "
+                           "'1 sample' wording the check looks for",
+    "check_fit2d_1feature": "2-D X with one column is rejected for its shape (images required), not with "
+                            "the '1 feature' wording the check looks for",
+})
+
+
+def _expected_failed(estimator):
+    return EXPECTED_FAILED_CHECKS
+
+
+@parametrize_with_checks([FaceParser(**TINY)], expected_failed_checks=_expected_failed, xfail_strict=True)
+def test_sklearn_checks(estimator, check):
+    check(estimator)

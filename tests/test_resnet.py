@@ -1,0 +1,111 @@
+"""ResNet18 backbone, parsing heads and loading torchvision-style weights."""
+import pytest
+import torch
+
+from skkp.resnet import MultiHeadParsingNet, ResNet18Backbone, load_backbone_weights
+
+
+def _torchvision_resnet18_keys():
+    """The state-dict keys of torchvision's resnet18 (without fc), written out by rule."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    keys = ["conv1.weight"] + [f"bn1.{b}" for b in bn]
+    for stage in range(1, 5):
+        for block in range(2):
+            p = f"layer{stage}.{block}"
+            keys += [f"{p}.conv1.weight", f"{p}.conv2.weight"]
+            keys += [f"{p}.bn1.{b}" for b in bn] + [f"{p}.bn2.{b}" for b in bn]
+            if stage > 1 and block == 0:
+                keys += [f"{p}.downsample.0.weight"] + [f"{p}.downsample.1.{b}" for b in bn]
+    return keys
+
+
+def _seeded(seed, fn):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fn()
+
+
+def test_state_dict_names_match_torchvision():
+    sd = ResNet18Backbone().state_dict()
+    assert sorted(sd) == sorted(_torchvision_resnet18_keys())
+    assert tuple(sd["conv1.weight"].shape) == (64, 3, 7, 7)
+    assert tuple(sd["layer4.0.downsample.0.weight"].shape) == (512, 256, 1, 1)
+    assert tuple(sd["layer4.1.conv2.weight"].shape) == (512, 512, 3, 3)
+    n_params = sum(p.numel() for p in ResNet18Backbone().parameters())
+    assert n_params == 11_176_512  # torchvision resnet18 (11,689,512) minus fc (513,000)
+
+
+@pytest.mark.parametrize("width", [0.125, 0.25, 0.5])
+def test_width_scales_channels_and_feature_strides(width):
+    net = ResNet18Backbone(width=width).eval()
+    feats = net(torch.zeros(2, 3, 64, 96))
+    expected = [round(c * width) for c in (128, 256, 512)]
+    assert [f.shape[1] for f in feats] == expected == list(net.out_channels)
+    assert [tuple(f.shape[-2:]) for f in feats] == [(8, 12), (4, 6), (2, 3)]
+    assert sorted(net.state_dict()) == sorted(_torchvision_resnet18_keys())
+
+
+def test_heads_output_at_input_size_train_tuple_eval_sum():
+    net = _seeded(0, lambda: MultiHeadParsingNet(n_classes=5, width=0.125))
+    x = torch.randn(2, 3, 50, 70)
+    outs = net.train()(x)
+    assert isinstance(outs, tuple) and len(outs) == 3
+    assert all(tuple(o.shape) == (2, 5, 50, 70) for o in outs)
+    net.eval()
+    total = net(x)
+    assert tuple(total.shape) == (2, 5, 50, 70)
+    net.training = True  # only the top module: BatchNorm stays in eval mode
+    heads = net(x)
+    net.training = False
+    torch.testing.assert_close(total, heads[0] + heads[1] + heads[2])
+    # every head has a BasicBlock, a 3x3 conv and a 1x1 classifier to n_classes
+    for head in net.heads:
+        assert head.classifier.kernel_size == (1, 1) and head.classifier.out_channels == 5
+        assert head.conv[0].kernel_size == (3, 3)
+
+
+def test_gradient_reaches_every_parameter():
+    net = _seeded(1, lambda: MultiHeadParsingNet(n_classes=3, width=0.125)).train()
+    outs = net(torch.randn(2, 3, 32, 32))
+    sum(o.square().mean() for o in outs).backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+
+
+def test_load_backbone_weights_roundtrip_and_ignores_fc(tmp_path):
+    src = _seeded(1, ResNet18Backbone)
+    state = dict(src.state_dict())
+    state["fc.weight"] = torch.zeros(1000, 512)  # the ImageNet classifier is ignored
+    state["fc.bias"] = torch.zeros(1000)
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+
+    dst = _seeded(2, lambda: MultiHeadParsingNet(n_classes=4))
+    assert not torch.equal(dst.backbone.conv1.weight, src.conv1.weight)
+    head_before = dst.heads[0].classifier.weight.clone()
+    assert load_backbone_weights(dst, path) is dst
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.backbone.state_dict()[k], v), k
+    assert torch.equal(dst.heads[0].classifier.weight, head_before)  # heads untouched
+
+    # a checkpoint wrapped in {"state_dict": ...} with DataParallel prefixes also loads
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "wrapped.pth")
+    again = load_backbone_weights(ResNet18Backbone(), tmp_path / "wrapped.pth")
+    assert torch.equal(again.layer3[1].bn2.running_var, src.layer3[1].bn2.running_var)
+
+
+def test_load_backbone_weights_errors(tmp_path):
+    path = tmp_path / "r18.pth"
+    torch.save(ResNet18Backbone().state_dict(), path)
+    with pytest.raises(ValueError, match="shape mismatch.*width=1.0"):
+        load_backbone_weights(ResNet18Backbone(width=0.5), path)
+    state = ResNet18Backbone().state_dict()
+    del state["layer2.0.downsample.0.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="missing keys.*layer2.0.downsample.0.weight.*unexpected.*extra"):
+        load_backbone_weights(ResNet18Backbone(), tmp_path / "bad.pth")
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_backbone_weights(ResNet18Backbone(), tmp_path / "nope.pth")
+    with pytest.raises(TypeError, match="ResNet18Backbone"):
+        load_backbone_weights(torch.nn.Linear(2, 2), path)
