@@ -1,5 +1,7 @@
 """Synthetic data generators, keypoint schemas and readers for real data sets."""
 from ._faces import CELEBAMASK_CLASSES, make_faces
+from ._noses import NOSE_SCHEMAS, get_nose_schema, make_noses
+from ._schemas import KeypointSchema
 from ._landmark_masks import (LANDMARK_PAINT_ORDER, landmarks68_template, landmarks_to_mask,
                               landmarks_to_masks)
 from ._celeba import BISENET_CLASSES, convert_class_order, load_celebamask_hq
@@ -9,6 +11,7 @@ from ._readers import (IBUG68_NOSE, IBUG68_SCHEMA, KAGGLE_FEATURE_NAMES, KAGGLE_
                        load_kaggle_facial_keypoints, load_landmarks_csv, person_id)
 
 __all__ = ["CELEBAMASK_CLASSES"]
+__all__ += ["KeypointSchema", "NOSE_SCHEMAS", "get_nose_schema", "make_noses"]
 __all__ += ["LANDMARK_PAINT_ORDER", "landmarks68_template", "landmarks_to_mask",
             "landmarks_to_masks", "make_faces"]
 __all__ += ["BISENET_CLASSES", "IBUG68_NOSE", "IBUG68_SCHEMA", "KAGGLE_FEATURE_NAMES",
