@@ -218,14 +218,15 @@ def check_label_maps(X, n_classes, *, name="X", allow_single=False, image_shape=
                              f"image_shape={tuple(image_shape)}.") from None
     elif allow_single and arr.ndim == 2:
         arr, single = arr[None], True
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: 0 feature(s) (shape={np.shape(X)}) while a minimum of 1 is "
+                         f"required; label maps need at least one map of at least 1x1 pixels.")
     if arr.ndim != 3:
         expected = "(n, H, W) label maps" + (" or one (H, W) map" if allow_single else "")
         if image_shape is not None:
             expected += f" or (n, H*W) rows of image_shape={tuple(image_shape)}"
-        raise ValueError(f"{name} must be {expected}; got an array of shape {np.shape(X)}.")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty: got shape {np.shape(X)}; label maps need at least one "
-                         f"map of at least 1x1 pixels.")
+        hint = " Reshape your data, e.g. X[None] for a single map." if arr.ndim < 3 else ""
+        raise ValueError(f"{name} must be {expected}; got an array of shape {np.shape(X)}.{hint}")
     if arr.dtype == bool:
         arr = arr.view(np.uint8)
     elif np.issubdtype(arr.dtype, np.floating):
@@ -237,9 +238,10 @@ def check_label_maps(X, n_classes, *, name="X", allow_single=False, image_shape=
                              f"{arr[frac].flat[0]!r} (dtype {arr.dtype}).")
     lo, hi = arr.min(), arr.max()
     if lo < 0:
-        raise ValueError(f"{name} has negative labels (min {lo!r}); labels must be in [0, {n_classes}).")
+        raise ValueError(f"Negative values in data passed to {name}: got label {int(lo)}, but class "
+                         f"labels must be in [0, {n_classes}).")
     if hi >= n_classes:
-        raise ValueError(f"{name} has label {hi!r}, but only {n_classes} classes are defined "
+        raise ValueError(f"{name} has label {int(hi)}, but only {n_classes} classes are defined "
                          f"(labels 0..{n_classes - 1}); check the classes argument.")
     dtype = np.uint8 if n_classes <= 256 else np.int32
     return np.ascontiguousarray(arr, dtype=dtype), single
