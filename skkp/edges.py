@@ -37,7 +37,8 @@ _STEP_INDEX[(_STEPS[:, 0] + 1) * 3 + _STEPS[:, 1] + 1] = np.arange(8)
 def _crack_table():
     """For a border pixel entered by step ``k_in`` and left by step ``k_out``
     (row ``8 * k_in + k_out``): the 4-neighbour directions whose pixel edges
-    ("cracks") face the outside, in clockwise order, padded with -1.
+    ("cracks") face the outside, in clockwise order, padded with -1. Row 64 is
+    a single-pixel component: all four.
 
     Border following (Suzuki-Abe, as in ``cv2.findContours``) finds the next
     pixel by sweeping round the current one from the previous pixel; every
@@ -46,13 +47,14 @@ def _crack_table():
     share a crack with the outside. ``k_out == k_in + 4`` (a spur tip): all
     seven other neighbours are swept.
     """
-    table = np.full((64, 4), -1)
+    table = np.full((65, 4), -1)
     for k_in in range(8):
         for k_out in range(8):
             back = (k_in + 4) % 8
             span = (k_out - back) % 8 or 8
             cracks = [(back + j) % 8 for j in range(1, span) if (back + j) % 2 == 0]
             table[8 * k_in + k_out, :len(cracks)] = cracks
+    table[64] = [0, 2, 4, 6]
     return table
 
 
@@ -123,66 +125,92 @@ def _check_options(low_threshold, high_threshold, missing, start, output):
             raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
 
 
-def _crack_curve(chain):
-    """Closed border pixel chain (clockwise on screen, interior on the right)
+def _ring_indices(lengths):
+    """For curves of ``lengths`` stored one after another: start offsets, and
+    the index of the previous and next vertex of each vertex on its own curve."""
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    idx = np.arange(ends[-1])
+    prev, nxt = idx - 1, idx + 1
+    prev[starts] = ends - 1
+    nxt[ends - 1] = starts
+    return starts, prev, nxt
+
+
+def _crack_curves(chains):
+    """Closed border pixel chains (clockwise on screen, interior on the right)
     -> the midpoints of the pixel edges between the traced pixels and the
-    outside, in order, and the outside pixel across each of them.
+    outside, in order, all curves one after another, and the curve lengths.
 
     The midpoints lie on the boundary between part and non-part pixels, half
     a pixel outside the border pixel centres.
     """
-    if len(chain) == 1:
-        dirs = np.array([0, 2, 4, 6])
-        return chain + 0.5 * _STEPS[dirs], chain + _STEPS[dirs]
-    step = np.diff(chain, axis=0, append=chain[:1])  # step from pixel i to pixel i + 1
+    lengths = np.array([len(c) for c in chains])
+    pixels = np.concatenate(chains).astype(np.int64)
+    starts, prev, nxt = _ring_indices(lengths)
+    step = pixels[nxt] - pixels  # (0, 0) for a single pixel
     k_out = _STEP_INDEX[(step[:, 0] + 1) * 3 + step[:, 1] + 1]
-    k_in = np.concatenate([k_out[-1:], k_out[:-1]])
-    code = 8 * k_in + k_out
+    code = 8 * k_out[prev] + k_out
+    code[starts[lengths == 1]] = 64
     dirs = _CRACKS[code]
-    dirs = dirs[dirs >= 0]
-    pixels = np.repeat(chain, _N_CRACKS[code], axis=0)
-    return pixels + 0.5 * _STEPS[dirs], pixels + _STEPS[dirs]
+    dirs = dirs[dirs >= 0]  # row by row: the cracks stay in boundary order
+    counts = _N_CRACKS[code]
+    cracks = np.repeat(pixels, counts, axis=0) + 0.5 * _STEPS[dirs]
+    return cracks, np.add.reduceat(counts, starts)
 
 
-def _smooth(curve):
-    """One pass of a circular [1, 2, 1] / 4 filter (evens out the crack zig-zag)."""
-    if len(curve) < 4:
-        return curve
-    prev = np.concatenate([curve[-1:], curve[:-1]])
-    nxt = np.concatenate([curve[1:], curve[:1]])
-    return 0.25 * (prev + nxt) + 0.5 * curve
+def _enclosed_areas(chains):
+    """Area inside the crack boundary of each chain (pixels, holes included)."""
+    cracks, lengths = _crack_curves(chains)
+    starts, _, nxt = _ring_indices(lengths)
+    x, y = cracks[:, 0], cracks[:, 1]
+    return 0.5 * np.add.reduceat(x * y[nxt] - x[nxt] * y, starts)
 
 
-def _part_boundary(mask, low, high):
-    """Outer boundary of the largest edge-bearing component of a 0/255 mask, as
-    an (M, 2) float array, clockwise on screen, or None."""
+def _crack_curve(chain):
+    """:func:`_crack_curves` for one chain."""
+    return _crack_curves([chain])[0]
+
+
+def _part_chain(mask, low, high):
+    """Border pixel chain (clockwise on screen) of the largest component of a
+    0/255 mask that has a Canny edge, or None."""
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return None
     height, width = mask.shape
-    if len(contours) > 1:
-        areas = [cv2.contourArea(c) for c in contours]
-        order = sorted(range(len(contours)), key=lambda i: (areas[i], len(contours[i])), reverse=True)
-        contours = [contours[i] for i in order]
-    for contour in contours:
-        chain = contour[::-1, 0, :]  # OpenCV traces outer borders anticlockwise on screen
-        cracks, outside = _crack_curve(chain)
+    chains = [c[::-1, 0, :] for c in contours]  # OpenCV traces outer borders anticlockwise on screen
+    if len(chains) > 1:  # largest first: area inside the sub-pixel outer boundary
+        order = np.argsort(-_enclosed_areas(chains), kind="stable")
+        contours, chains = [contours[i] for i in order], [chains[i] for i in order]
+    for contour, chain in zip(contours, chains):
         # Canny on a crop around this component, padded with "not this part"
         # beyond the image so that a part touching the border has an edge there.
-        x0, y0 = chain.min(axis=0) - 2
-        x1, y1 = chain.max(axis=0) + 3
+        bx, by, bw, bh = cv2.boundingRect(contour)
+        x0, y0, x1, y1 = bx - 2, by - 2, bx + bw + 2, by + bh + 2
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
         crop = mask[cy0:cy1, cx0:cx1]
         if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
             crop = cv2.copyMakeBorder(crop, cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1, cv2.BORDER_CONSTANT,
                                       value=0)
         edges = cv2.Canny(crop, low, high, L2gradient=True)
-        # Canny puts a binary step's edge on the border pixel or on the outside
-        # pixel across the crack: the component counts if either carries one.
-        if edges[chain[:, 1] - y0, chain[:, 0] - x0].any() or \
-                edges[outside[:, 1] - y0, outside[:, 0] - x0].any():
-            return _smooth(cracks)
+        # Canny puts a binary step's edge on a border pixel or on a pixel next to
+        # it: the component counts if one of those carries an edge.
+        cx, cy = chain[:, 0] - x0, chain[:, 1] - y0
+        if edges[cy, cx].any() or edges[cy, cx - 1].any() or edges[cy, cx + 1].any() \
+                or edges[cy - 1, cx].any() or edges[cy + 1, cx].any():
+            return chain
     return None
+
+
+def _smooth(curves, lengths):
+    """One pass of a circular [1, 2, 1] / 4 filter along each curve (evens out
+    the crack zig-zag); curves of fewer than 4 points are left as they are."""
+    _, prev, nxt = _ring_indices(lengths)
+    out = 0.25 * (curves[prev] + curves[nxt]) + 0.5 * curves
+    short = np.repeat(lengths < 4, lengths)
+    out[short] = curves[short]
+    return out
 
 
 def _top_start(curve):
@@ -211,8 +239,8 @@ def _centroid_start(curve):
 
 
 def _resample(curve, n, start="top"):
-    """``n`` points equally spaced by arc length along a closed curve, from its
-    canonical start (see ``start`` in :func:`mask_edge_keypoints`)."""
+    """``n`` points equally spaced by arc length along one closed curve, from
+    its canonical start (see ``start`` in :func:`mask_edge_keypoints`)."""
     if start == "top":
         first = _top_start(curve)
     else:
@@ -224,12 +252,38 @@ def _resample(curve, n, start="top"):
     return np.column_stack([np.interp(t, s, closed[:, 0]), np.interp(t, s, closed[:, 1])])
 
 
+def _resample_top(curves, lengths, ns):
+    """:func:`_resample` with ``start="top"`` for many curves stored one after
+    another; returns the points of all curves one after another."""
+    starts, _, nxt = _ring_indices(lengths)
+    curve_id = np.repeat(np.arange(len(lengths)), lengths)
+    x, y = curves[:, 0], curves[:, 1]
+    top = y == np.minimum.reduceat(y, starts)[curve_id]
+    x_top = np.where(top, x, np.inf)
+    hits = np.flatnonzero(x_top == np.minimum.reduceat(x_top, starts)[curve_id])
+    first = hits[np.searchsorted(hits, starts)]  # top-most, then left-most vertex of each curve
+    local = (np.arange(len(curves)) - starts[curve_id] + (first - starts)[curve_id]) % lengths[curve_id]
+    ring = curves[local + starts[curve_id]]  # each curve rotated to start at its top
+    step = ring[nxt] - ring
+    seg = np.hypot(step[:, 0], step[:, 1])
+    arc = np.concatenate([[0.0], np.cumsum(seg)[:-1]])  # arc length at each vertex, all curves
+    perimeter = np.add.reduceat(seg, starts)
+    target_id = np.repeat(np.arange(len(lengths)), ns)
+    k = np.arange(ns.sum()) - np.repeat(np.cumsum(ns) - ns, ns)
+    target = arc[starts][target_id] + k * (perimeter / ns)[target_id]
+    j = np.searchsorted(arc, target, side="right") - 1
+    j = np.clip(j, starts[target_id], (starts + lengths - 1)[target_id])
+    frac = np.divide(target - arc[j], seg[j], out=np.zeros(len(j)), where=seg[j] > 0)
+    return ring[j] + frac[:, None] * step[j]
+
+
 def _keypoints(maps, resolved, low, high, missing, start):
     """(n, H, W) checked label maps -> (n, P, 2) points."""
     n_total = sum(n for _, _, n in resolved)
     out = np.full((len(maps), n_total, 2), np.nan)
     lo, hi = low * _STRAIGHT_EDGE, high * _STRAIGHT_EDGE
     use_cv_compare = maps.dtype == np.uint8
+    chains, rows, ns = [], [], []
     for i, label_map in enumerate(maps):
         first = 0
         for name, label, n in resolved:
@@ -237,14 +291,29 @@ def _keypoints(maps, resolved, low, high, missing, start):
                 mask = cv2.compare(label_map, label, cv2.CMP_EQ)
             else:
                 mask = (label_map == label).view(np.uint8) * np.uint8(255)
-            curve = _part_boundary(mask, lo, hi)
-            if curve is not None:
-                out[i, first:first + n] = _resample(curve, n, start)
+            chain = _part_chain(mask, lo, hi)
+            if chain is not None:
+                chains.append(chain)
+                rows.append((i, first, n))
+                ns.append(n)
             elif missing == "raise":
                 where = f"label map {i}" if len(maps) > 1 else "the label map"
                 raise ValueError(f"Part {name!r} (label {label}) has no edge in {where}; pass "
                                  f"missing='nan' to get NaN points for absent parts.")
             first += n
+    if not chains:
+        return out
+    # all boundaries of all maps at once: cracks, smoothing, resampling
+    cracks, lengths = _crack_curves(chains)
+    curves = _smooth(cracks, lengths)
+    ns = np.array(ns)
+    if start == "top":
+        points = np.split(_resample_top(curves, lengths, ns), np.cumsum(ns)[:-1])
+    else:
+        pieces = np.split(curves, np.cumsum(lengths)[:-1])
+        points = [_resample(c, n, start) for c, n in zip(pieces, ns)]
+    for (i, first, n), p in zip(rows, points):
+        out[i, first:first + n] = p
     return out
 
 
@@ -291,8 +360,9 @@ def mask_edge_keypoints(label_map, classes=CELEBAMASK_CLASSES, n_points=16, low_
     Notes
     -----
     Foreground is 8-connected. With several components, the one with the
-    largest area inside its outer boundary is used; holes are ignored (only
-    the outer boundary is traced). Points lie on the boundary between part
+    largest area inside its outer boundary (holes included) is used, the
+    first one found on a tie; holes are ignored (only the outer boundary is
+    traced). Points lie on the boundary between part
     and non-part pixels (half a pixel outside the border pixel centres,
     lightly smoothed), run clockwise on screen (y down) and are equally spaced
     by arc length. A part touching the image border gets its edge there.

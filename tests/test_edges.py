@@ -14,7 +14,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skkp.datasets import CELEBAMASK_CLASSES
-from skkp.edges import MaskEdgeKeypoints, _crack_curve, mask_edge_keypoints
+from skkp.edges import MaskEdgeKeypoints, _crack_curve, _resample, _resample_top, mask_edge_keypoints
 
 TWO = ["background", "shape"]
 
@@ -159,7 +159,7 @@ def test_crack_curve_is_exactly_the_outer_pixel_boundary():
             continue
         one = (comp == 1 + np.bincount(comp.ravel())[1:].argmax()).astype(np.uint8) * 255
         (contour,), _ = cv2.findContours(one, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        mid, _ = _crack_curve(contour[::-1, 0, :].astype(np.int64))
+        mid = _crack_curve(contour[::-1, 0, :].astype(np.int64))
         # expected: pixel edges between the component and the background reachable from outside
         padded = np.pad(one, 1)
         outside = (padded == 0).astype(np.uint8)
@@ -188,6 +188,24 @@ def test_largest_component_used_and_holes_ignored():
     pts = mask_edge_keypoints(lab, classes=TWO, n_points=24, output="points")
     r = np.hypot(pts[:, 0] - 50, pts[:, 1] - 40)
     assert r.min() > 19 and r.max() < 21.5
+
+
+def test_largest_component_is_by_area_not_by_outline_through_pixel_centres():
+    lab = np.zeros((30, 40), dtype=np.uint8)
+    lab[5, 2:30] = 1        # a thin line: 28 pixels, nothing inside its pixel-centre outline
+    lab[15:20, 10:15] = 1   # a 5 x 5 block: 25 pixels
+    pts = mask_edge_keypoints(lab, classes=TWO, n_points=8, output="points")
+    assert np.abs(pts[:, 1] - 5).max() <= 0.5
+
+
+def test_batched_resampling_matches_one_curve_at_a_time():
+    rng = np.random.RandomState(3)
+    curves = [np.column_stack([rng.uniform(0, 50, m), rng.uniform(0, 50, m)]) for m in (4, 9, 30)]
+    curves[1][3:6, 1] = curves[1][:, 1].min()  # a flat top: ties broken to the left
+    ns = np.array([3, 7, 16])
+    batched = _resample_top(np.concatenate(curves), np.array([len(c) for c in curves]), ns)
+    single = np.concatenate([_resample(c, n) for c, n in zip(curves, ns)])
+    np.testing.assert_allclose(batched, single, atol=1e-9)
 
 
 def test_specks_are_ignored_by_canny_gate():
@@ -441,3 +459,35 @@ def test_sklearn_compatible(estimator, check):
 
 def test_default_classes_are_celebamask():
     assert MaskEdgeKeypoints().classes == CELEBAMASK_CLASSES
+
+
+# ---------------------------------------------------------------- parse, then points
+def _edge_point_error(estimator, X, y):
+    """Scorer: minus the mean distance (pixels) between the points of the predicted
+    and of the true label maps, over parts present in both."""
+    last = estimator[-1]
+    pred = estimator.transform(X).reshape(len(X), -1, 2)
+    true = mask_edge_keypoints(y, classes=last.classes, n_points=last.n_points, parts=last.parts,
+                               output="points")
+    d = np.hypot(*(pred - true).transpose(2, 0, 1))
+    return -np.nanmean(d) if np.isfinite(d).any() else -1e3
+
+
+def test_face_parser_then_edge_points_pipeline(tmp_path):
+    from skkp.datasets import make_faces
+    from skkp.parsing import FaceParser
+
+    images, labels = make_faces(n_samples=8, image_size=48, random_state=0)
+    parser = FaceParser(image_size=32, width=0.125, max_epochs=1, batch_size=4, lr=0.05, augment=False,
+                        device="cpu", random_state=0)
+    # memory: the parser is fitted once per fold, not once per n_points candidate
+    pipe = make_pipeline(parser, MaskEdgeKeypoints(parts=["skin", "hair"]), memory=str(tmp_path / "cache"))
+    grid = GridSearchCV(pipe, {"maskedgekeypoints__n_points": [4, 8]}, scoring=_edge_point_error, cv=2)
+    grid.fit(images, labels)
+    out = grid.transform(images)
+    n = grid.best_params_["maskedgekeypoints__n_points"]
+    assert out.shape == (8, 2 * 2 * n)
+    assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
+    path = tmp_path / "pipe.joblib"
+    joblib.dump(grid.best_estimator_, path)
+    np.testing.assert_array_equal(joblib.load(path).transform(images), out)
