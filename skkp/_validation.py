@@ -235,7 +235,7 @@ def check_label_maps(X, n_classes, *, name="X", allow_single=False, image_shape=
         frac = arr != np.round(arr)
         if frac.any():
             raise ValueError(f"{name} must hold integer class labels; got non-integer values such as "
-                             f"{arr[frac].flat[0]!r} (dtype {arr.dtype}).")
+                             f"{arr[frac].flat[0]} (dtype {arr.dtype}).")
     lo, hi = arr.min(), arr.max()
     if lo < 0:
         raise ValueError(f"Negative values in data passed to {name}: got label {int(lo)}, but class "

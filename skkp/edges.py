@@ -9,8 +9,8 @@ Per part: binary mask -> Canny edges (Sobel gradients, non-maximum
 suppression, hysteresis) -> outer boundary of the largest edge-bearing
 component, traced with :func:`cv2.findContours` and placed on the cracks
 between mask and non-mask pixels (sub-pixel) -> ``n_points`` points equally
-spaced by arc length, starting at the top-most point (ties to the left) and
-running clockwise on screen (image coordinates, y down).
+spaced by arc length, from a canonical start (by default the top-most point,
+ties to the left), running clockwise on screen (image coordinates, y down).
 """
 import numbers
 
