@@ -9,4 +9,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+from .keypoints import NoseKeypointRegressor
+
+__all__ = ["NoseKeypointRegressor", "__version__"]

@@ -145,6 +145,12 @@ class PixelMAE(Callback):
                 net.history.record(key, total / count)
 
 
+def _isolated_rng(device):
+    """Context in which torch's global generators may be used without changing the caller's state."""
+    device = str(device)
+    return torch.random.fork_rng(devices=[torch.device(device)] if device.startswith("cuda") else [])
+
+
 # ----------------------------------------------------------------------------- schemas
 def _known_schemas():
     from . import datasets
@@ -430,7 +436,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         train_ds = KeypointDataset(inputs[train_idx], net_targets[train_idx], augment, pairs, seed)
         valid_ds = KeypointDataset(inputs[valid_idx], net_targets[valid_idx]) if n_valid else None
         px_per_unit = (np.full(self.n_outputs_, self.image_size / 2.0) if is_image else self.y_scale_)
-        with torch.random.fork_rng(devices=[torch.device(device)] if device.startswith("cuda") else []):
+        with _isolated_rng(device):
             torch.manual_seed(seed)
             self.net_ = self._build_net(inputs, train_ds, valid_ds, px_per_unit, device)
             self.net_.fit(train_ds, y=None)
@@ -452,7 +458,8 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
             callbacks.append(("early_stopping", EarlyStopping(patience=self.early_stopping, load_best=True)))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
-        callbacks += list(kwargs.pop("callbacks", []))
+        for i, cb in enumerate(kwargs.pop("callbacks", None) or []):  # skorch wants all named or none
+            callbacks.append(cb if isinstance(cb, tuple) else (f"{type(cb).__name__}_{i}", cb))
         # Per-layer L2 penalties of the network (coefficient c on ||w||^2 adds 2c*w to the gradient).
         groups = [(name, {"weight_decay": 2.0 * coef + self.weight_decay})
                   for name, coef in getattr(module, "l2_penalties", {}).items()]
@@ -494,13 +501,25 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         checked = self._check_X(X, fitting=False)
         inputs = self._network_input(checked)
-        out = self.net_.predict(inputs).astype(np.float64)
+        out = self._forward(inputs)
         if self.input_kind_ == "image":
             pred = _rescale_points(_from_unit(out, self.image_size), (self.image_size,) * 2,
                                    checked.image_shape)
             return pred.reshape(len(pred), -1, 2) if self.y_ndim_ == 3 else pred
         pred = out * self.y_scale_ + self.y_offset_
         return pred.ravel() if self.y_ndim_ == 1 else pred
+
+    def _forward(self, inputs, batch_size=256):
+        """Network outputs for standardised inputs, in evaluation mode, batch by batch."""
+        module = self.net_.module_
+        device = self.net_.device
+        module.eval()
+        outs = []
+        with torch.inference_mode():
+            for start in range(0, len(inputs), batch_size):
+                batch = torch.from_numpy(inputs[start:start + batch_size]).to(device)
+                outs.append(module(batch).float().cpu().numpy())
+        return np.concatenate(outs).astype(np.float64)
 
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination R^2 over labelled coordinates (NaN skipped).

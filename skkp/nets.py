@@ -165,7 +165,94 @@ class MLPKeypointNet(nn.Module):
         return self.net(x)
 
 
-ARCHITECTURES = {"inception": InceptionKeypointNet, "cnn": PlainCNN, "mlp": MLPKeypointNet}
+def _conv(c_in, c_out, stride=1):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
+
+
+class HeatmapKeypointNet(_ChannelsLastMixin, nn.Module):
+    """Encoder-decoder with a soft-argmax head (integral regression).
+
+    A strided encoder goes down to 1/16 of the input, a decoder with skip
+    connections comes back to 1/4, and a 1x1 convolution gives one heatmap per
+    keypoint. A spatial softmax turns each heatmap into a probability map
+    whose expected position is the keypoint, in [-1, 1] image units, so the
+    output has the same meaning as the regression networks' and the whole
+    network trains end to end on coordinates. Convolutions keep the
+    translation equivariance that dense heads lose, which helps with small
+    data sets.
+
+    Parameters
+    ----------
+    n_outputs : int
+        2K for K keypoints (must be even).
+    image_size : int
+    in_channels : int
+    width : int
+        Channels of the first stage; stages use 1, 2, 4 and 8 times it.
+    channels_last : bool
+
+    Examples
+    --------
+    >>> net = HeatmapKeypointNet(n_outputs=18, image_size=96).eval()
+    >>> out = net(torch.zeros(2, 1, 96, 96))
+    >>> out.shape, bool(out.abs().max() <= 1)
+    (torch.Size([2, 18]), True)
+    """
+
+    def __init__(self, n_outputs, image_size=96, in_channels=1, width=32, channels_last=False):
+        super().__init__()
+        if n_outputs % 2:
+            raise ValueError(f"n_outputs must be even (x, y per keypoint), got {n_outputs}.")
+        w = width
+        self.enc1 = _conv(in_channels, w, stride=2)                    # 1/2
+        self.enc2 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))      # 1/4
+        self.enc3 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))  # 1/8
+        self.enc4 = nn.Sequential(_conv(4 * w, 8 * w, 2), _conv(8 * w, 8 * w))  # 1/16
+        self.lat4 = nn.Conv2d(8 * w, 4 * w, 1)
+        self.dec3 = _conv(4 * w, 4 * w)
+        self.lat3 = nn.Conv2d(4 * w, 2 * w, 1)
+        self.dec2 = _conv(2 * w, 2 * w)
+        self.heatmaps = nn.Conv2d(2 * w, n_outputs // 2, 1)
+        self._set_layout(channels_last)
+
+    @staticmethod
+    def _up_add(x, skip):
+        return skip + nn.functional.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, x):
+        x = self._layout(x)
+        e2 = self.enc2(self.enc1(x))
+        e3 = self.enc3(e2)
+        e4 = self.enc4(e3)
+        d3 = self.dec3(self._up_add(self.lat4(e4), e3))
+        d2 = self.dec2(self._up_add(self.lat3(d3), e2))
+        return soft_argmax(self.heatmaps(d2))
+
+
+def soft_argmax(heatmaps):
+    """Expected (x, y) of each softmax-normalised heatmap, in [-1, 1] image units.
+
+    Shapes: ``(B, K, h, w) -> (B, 2K)`` as x0, y0, x1, y1, ... A cell's centre
+    is at ``(j + 0.5) / w * 2 - 1``, so the image edges are at -1 and 1.
+
+    Examples
+    --------
+    >>> h = torch.full((1, 1, 4, 4), -1e4); h[0, 0, 1, 3] = 0.0
+    >>> soft_argmax(h).tolist()
+    [[0.75, -0.25]]
+    """
+    b, k, h, w = heatmaps.shape
+    prob = torch.softmax(heatmaps.reshape(b, k, h * w).float(), dim=-1).reshape(b, k, h, w)
+    xs = (torch.arange(w, device=heatmaps.device, dtype=prob.dtype) + 0.5) * (2.0 / w) - 1.0
+    ys = (torch.arange(h, device=heatmaps.device, dtype=prob.dtype) + 0.5) * (2.0 / h) - 1.0
+    x = (prob.sum(dim=2) * xs).sum(dim=-1)
+    y = (prob.sum(dim=3) * ys).sum(dim=-1)
+    return torch.stack([x, y], dim=-1).reshape(b, 2 * k)
+
+
+ARCHITECTURES = {"inception": InceptionKeypointNet, "cnn": PlainCNN, "mlp": MLPKeypointNet,
+                 "heatmap": HeatmapKeypointNet}
 
 
 def build_keypoint_net(architecture, n_outputs, image_size=96, n_features=None, channels_last=False, **kwargs):

@@ -10,7 +10,16 @@ from ._pts import read_pts, write_pts
 from ._readers import (IBUG68_NOSE, IBUG68_SCHEMA, KAGGLE_FEATURE_NAMES, KAGGLE_SCHEMA,
                        load_kaggle_facial_keypoints, load_landmarks_csv, person_id)
 
-__all__ = ["CELEBAMASK_CLASSES"]
+#: The 9 nose points 27-35 of the iBUG 68 layout (bridge 27-30, lower nose 31-35);
+#: errors are normalised by the outer eye distance of the full face where known.
+IBUG68_NOSE_SCHEMA = IBUG68_SCHEMA.subset(IBUG68_NOSE, "ibug68_nose", normalizer=(4, 8),
+                                          description="iBUG 68 nose points 27-35")
+
+#: Every named keypoint layout, by name; ``NoseKeypointRegressor(schema=NAME)`` uses them.
+KEYPOINT_SCHEMAS = {s.name: s for s in (*NOSE_SCHEMAS.values(), KAGGLE_SCHEMA, IBUG68_SCHEMA,
+                                        IBUG68_NOSE_SCHEMA)}
+
+__all__ = ["CELEBAMASK_CLASSES", "IBUG68_NOSE_SCHEMA", "KEYPOINT_SCHEMAS"]
 __all__ += ["KeypointSchema", "NOSE_SCHEMAS", "get_nose_schema", "make_noses"]
 __all__ += ["LANDMARK_PAINT_ORDER", "landmarks68_template", "landmarks_to_mask",
             "landmarks_to_masks", "make_faces"]

@@ -60,6 +60,21 @@ class KeypointSchema:
         """Number of keypoints ``K`` (``y`` has ``2K`` columns)."""
         return len(self.names)
 
+    def subset(self, indices, name, normalizer=None, description=""):
+        """A schema of the points ``indices`` of this one (pairs kept when both ends are kept).
+
+        Examples
+        --------
+        >>> s = KeypointSchema("abc", ("a", "l", "r"), ((1, 2),))
+        >>> s.subset([1, 2], "lr").flip_pairs
+        ((0, 1),)
+        """
+        indices = [int(i) for i in indices]
+        where = {old: new for new, old in enumerate(indices)}
+        pairs = tuple((where[i], where[j]) for i, j in self.flip_pairs if i in where and j in where)
+        return KeypointSchema(name, tuple(self.names[i] for i in indices), pairs, normalizer,
+                              description or f"points {indices} of {self.name}")
+
     def flip_permutation(self):
         """Keypoint order after a horizontal flip: ``points_flipped[i] = points[perm[i]]``."""
         perm = list(range(self.n_keypoints))

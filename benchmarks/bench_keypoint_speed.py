@@ -1,0 +1,115 @@
+"""Training and inference speed of NoseKeypointRegressor against a plain PyTorch loop.
+
+For each architecture, the same network, data, batch size, optimiser and loss
+are trained once through skkp (``fit``) and once through a hand-written
+PyTorch loop in the same process; the ratio of images/s is reported (target:
+skkp >= 0.95x). The plain loop is also timed in both memory layouts
+(default and ``channels_last``) to justify the layout skkp picks.
+
+    python benchmarks/bench_keypoint_speed.py --json benchmarks/results/keypoint_speed.json
+"""
+import time
+
+import numpy as np
+import torch
+
+from _common import metadata, parser, write_results
+from skkp import NoseKeypointRegressor
+from skkp.datasets import make_noses
+from skkp.losses import MaskedKeypointLoss
+from skkp.nets import build_keypoint_net
+
+
+def plain_loop(X, y, architecture, image_size, epochs, batch_size, lr, channels_last, seed=0):
+    """Train the network with a minimal PyTorch loop; returns seconds of training."""
+    torch.manual_seed(seed)
+    net = build_keypoint_net(architecture, y.shape[1], image_size, n_features=image_size ** 2,
+                             channels_last=channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    loss_fn = MaskedKeypointLoss()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)),
+                                         batch_size=batch_size, shuffle=True)
+    net.train()
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = loss_fn(net(xb), yb)
+            loss.backward()
+            opt.step()
+    return time.perf_counter() - t0, net
+
+
+def plain_predict(net, X, batch_size):
+    net.eval()
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for i in range(0, len(X), batch_size):
+            net(torch.from_numpy(X[i:i + batch_size]))
+    return time.perf_counter() - t0
+
+
+def skkp_fit(images, y, architecture, image_size, epochs, batch_size, lr):
+    model = NoseKeypointRegressor(architecture=architecture, image_size=image_size, max_epochs=epochs,
+                                  batch_size=batch_size, lr=lr, validation_fraction=0.0, augment=False,
+                                  random_state=0, device="cpu")
+    t0 = time.perf_counter()
+    model.fit(images, y)
+    return time.perf_counter() - t0, model
+
+
+def main():
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=512, help="training images")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--architectures", default="mlp,cnn,heatmap,inception")
+    args = p.parse_args()
+    size, batch, lr = 96, 64, 1e-3
+    if args.smoke:
+        args.n, args.epochs, args.repeats, size = 64, 1, 1, 32
+    images, y = make_noses(args.n, image_size=size, random_state=0)
+    # the network-ready arrays the plain loop gets: what skkp computes inside fit (standardised, [-1, 1] targets)
+    X = ((images / 255.0 - (images / 255.0).mean()) / (images / 255.0).std()).astype(np.float32)[:, None]
+    y_unit = ((y + 0.5) * (2.0 / size) - 1.0).astype(np.float32)
+    results = {"benchmark": "keypoint_speed", "meta": metadata(),
+               "setup": {"n_images": args.n, "image_size": size, "epochs": args.epochs, "batch_size": batch,
+                         "repeats": args.repeats, "statistic": "median over repeats (runs interleaved)"},
+               "architectures": {}}
+    for arch in args.architectures.split(","):
+        layouts = [False] if arch == "mlp" else [False, True]
+        times = {"skkp": [], **{f"plain_channels_last={cl}": [] for cl in layouts}}
+        pred = {"skkp": [], "plain": []}
+        for _ in range(args.repeats + 1):  # the first round is a warm-up and is dropped
+            t, model = skkp_fit(images, y, arch, size, args.epochs, batch, lr)
+            times["skkp"].append(t)
+            pred["skkp"].append(_timed(lambda: model.predict(images)))
+            for cl in layouts:
+                t, net = plain_loop(X, y_unit, arch, size, args.epochs, batch, lr, cl)
+                times[f"plain_channels_last={cl}"].append(t)
+            pred["plain"].append(plain_predict(model.net_.module_, X, batch))
+        med = {k: float(np.median(v[1:])) for k, v in times.items()}
+        layout = model.net_.module_.channels_last if hasattr(model.net_.module_, "channels_last") else False
+        ref = med[f"plain_channels_last={layout}"]
+        n_img = args.n * args.epochs
+        res = {"skkp_layout_channels_last": layout,
+               "fit_images_per_s": {k: n_img / v for k, v in med.items()},
+               "fit_ratio_skkp_vs_plain_same_layout": ref / med["skkp"],
+               "fit_ratio_skkp_vs_best_plain": min(v for k, v in med.items() if k != "skkp") / med["skkp"],
+               "predict_images_per_s": {k: args.n / float(np.median(v[1:])) for k, v in pred.items()},
+               "fit_seconds_all": times}
+        if len(layouts) == 2:
+            res["plain_speedup_channels_last"] = med["plain_channels_last=False"] / med["plain_channels_last=True"]
+        results["architectures"][arch] = res
+        print(arch, {k: res[k] for k in ("fit_images_per_s", "fit_ratio_skkp_vs_plain_same_layout",
+                                         "predict_images_per_s")}, flush=True)
+    write_results(results, args.json)
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Real-face keypoint benchmark on ../shared/data/ytf68 (skipped when absent).
+
+96x96 grayscale face crops from the landmark extent (margin 0.25) with a random
+jitter of up to 5% of the box in position and 10% in scale, split 80/20 by
+person. Target: the 9 nose points (iBUG 27-35). For each architecture the
+estimator trains within a CPU-time budget; reported: MAE in pixels at 96x96,
+nose NME normalised by the outer-eye distance (points 36 and 45), failure rate
+at NME > 0.10, training time and inference images/s, plus the per-coordinate
+mean predictor. ``--full-face`` adds a 68-point run with the best architecture.
+
+    python benchmarks/bench_ytf68_keypoints.py --json benchmarks/results/ytf68_keypoints.json
+"""
+import time
+
+import numpy as np
+from skorch.callbacks import Callback
+
+from _common import YTF68_DIR, metadata, parser, timeit, write_results
+from skkp import NoseKeypointRegressor
+from skkp.datasets import IBUG68_NOSE, crop_faces, load_landmarks_csv
+from skkp.metrics import failure_rate, mean_absolute_error_px, normalized_mean_error
+
+
+class TimeBudget(Callback):
+    """Stop training before the next epoch would overrun ``seconds`` of wall-clock training time."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def on_train_begin(self, net, **kwargs):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, net, **kwargs):
+        used = time.perf_counter() - self._t0
+        per_epoch = used / len(net.history)
+        if used + per_epoch > self.seconds:
+            raise KeyboardInterrupt  # skorch ends fit cleanly on KeyboardInterrupt
+
+
+def load_split(data_dir, seed=0, test_fraction=0.2):
+    from sklearn.model_selection import GroupShuffleSplit
+
+    data = load_landmarks_csv(data_dir / "keypoints.csv", data_dir / "images", gray=True)
+    train, test = next(GroupShuffleSplit(1, test_size=test_fraction, random_state=seed)
+                       .split(data.keypoints, groups=data.groups))
+    rng = np.random.RandomState(seed)
+    crops = {}
+    for name, idx in (("train", train), ("test", test)):
+        c = crop_faces([data.images[i] for i in idx], keypoints=data.keypoints[idx], size=96, margin=0.25,
+                       gray=True, jitter=0.05, random_state=rng)
+        crops[name] = (c.images, c.keypoints)
+    n_people = (len(set(np.asarray(data.groups)[train])), len(set(np.asarray(data.groups)[test])))
+    return crops, n_people
+
+
+def nose_columns():
+    return np.ravel([[2 * i, 2 * i + 1] for i in IBUG68_NOSE])
+
+
+def evaluate(y_true68, y_pred, cols):
+    """Errors of predictions for the points ``cols`` of 68-point truth (NME by outer eyes)."""
+    truth = y_true68[:, cols]
+    inter_ocular = np.linalg.norm(y_true68[:, 72:74] - y_true68[:, 90:92], axis=1)
+    return {"mae_px": mean_absolute_error_px(truth, y_pred),
+            "nme": normalized_mean_error(truth, y_pred, normalizer=inter_ocular),
+            "failure_rate_0.10": failure_rate(truth, y_pred, threshold=0.10, normalizer=inter_ocular)}
+
+
+def run_model(params, X_tr, y_tr, X_te, y_te68, cols, budget, repeats):
+    callbacks = [TimeBudget(budget)] if budget else []
+    model = NoseKeypointRegressor(**params, net_kwargs={"callbacks": callbacks} if callbacks else None)
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.fit(X_tr, y_tr)
+    fit_wall, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
+    res = evaluate(y_te68, model.predict(X_te), cols)
+    speed = timeit(lambda: model.predict(X_te), repeats=repeats)
+    res.update(params={k: v for k, v in params.items()}, epochs=len(model.history_), fit_seconds=fit_wall,
+               fit_cpu_seconds=fit_cpu, predict_images_per_s=len(X_te) / speed["median_s"],
+               predict_timing=speed, valid_mae_px_by_epoch=[round(v, 3) for v in
+                                                            model.history_[:, "valid_mae_px"]])
+    return res
+
+
+def main():
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--architectures", default="mlp,cnn,inception,heatmap")
+    p.add_argument("--budget", type=float, default=900.0, help="seconds of training (wall clock, CPU) per architecture")
+    p.add_argument("--epochs", type=int, default=200, help="max epochs within the budget")
+    p.add_argument("--defaults", action="store_true",
+                   help="also fit NoseKeypointRegressor(random_state=0) with no other argument")
+    p.add_argument("--full-face", action="store_true", help="also a 68-point run with the best architecture")
+    args = p.parse_args()
+    if not (YTF68_DIR / "keypoints.csv").is_file():
+        print(f"ytf68 not found at {YTF68_DIR}; nothing to do.")
+        return
+    crops, n_people = load_split(YTF68_DIR)
+    (X_tr, y_tr68), (X_te, y_te68) = crops["train"], crops["test"]
+    if args.smoke:
+        X_tr, y_tr68, X_te, y_te68 = X_tr[:128], y_tr68[:128], X_te[:32], y_te68[:32]
+        args.budget, args.epochs, args.repeats = 20, 1, 1
+    cols = nose_columns()
+    y_tr = y_tr68[:, cols]
+    results = {"benchmark": "ytf68_keypoints", "meta": metadata(),
+               "setup": {"n_train": len(X_tr), "n_test": len(X_te), "people_train_test": n_people,
+                         "crop": "96x96 gray, margin 0.25, jitter 5% position / 10% scale",
+                         "target": "iBUG 27-35 nose points", "budget_cpu_s": args.budget,
+                         "split": "GroupShuffleSplit by person, test_size=0.2, random_state=0"}}
+    results["mean_predictor"] = evaluate(y_te68, np.broadcast_to(y_tr.mean(0), (len(X_te), len(cols))), cols)
+    print("mean predictor", results["mean_predictor"], flush=True)
+    results["architectures"] = {}
+    for arch in args.architectures.split(","):
+        params = dict(architecture=arch, max_epochs=args.epochs, random_state=0, device="cpu")
+        res = run_model(params, X_tr, y_tr, X_te, y_te68, cols, args.budget, args.repeats)
+        results["architectures"][arch] = res
+        print(arch, {k: res[k] for k in ("mae_px", "nme", "failure_rate_0.10", "epochs", "fit_cpu_seconds")},
+              flush=True)
+    if args.defaults:
+        res = run_model({"random_state": 0}, X_tr, y_tr, X_te, y_te68, cols, None, args.repeats)
+        results["defaults"] = res
+        print("defaults", {k: res[k] for k in ("mae_px", "nme", "epochs", "fit_cpu_seconds")}, flush=True)
+    if args.full_face:
+        best = min(results["architectures"], key=lambda a: results["architectures"][a]["nme"])
+        all_cols = np.arange(136)
+        params = dict(architecture=best, max_epochs=args.epochs, random_state=0, device="cpu",
+                      schema="ibug68")
+        res = run_model(params, X_tr, y_tr68, X_te, y_te68, all_cols, args.budget, args.repeats)
+        results["full_face_68"] = res
+        print("full face", best, {k: res[k] for k in ("mae_px", "nme")}, flush=True)
+    write_results(results, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Command-line front end over skkp's public API: ``skkp demo``, ``skkp train``, ``skkp predict``."""
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+def _parse_points(text):
+    """'27-35' or '0,1,5' -> list of point indices."""
+    out = []
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out.extend(range(int(a), int(b) + 1))
+        elif part.strip():
+            out.append(int(part))
+    return out
+
+
+def _cmd_demo(args):
+    from . import demo
+
+    if args.parser:
+        demo.parser_demo(args.out, random_state=args.seed, verbose=int(not args.quiet))
+    else:
+        kwargs = dict(n_train=200, n_test=50, max_epochs=2) if args.quick else {}
+        demo.keypoint_demo(args.out, random_state=args.seed, verbose=int(not args.quiet), **kwargs)
+    return 0
+
+
+def _load_training_data(args):
+    import numpy as np
+
+    from .datasets import crop_faces, load_kaggle_facial_keypoints, load_landmarks_csv
+
+    if args.kaggle:
+        data = load_kaggle_facial_keypoints(args.kaggle, errors=args.errors)
+        return data.images, data.keypoints
+    if not (args.landmarks and args.images):
+        raise SystemExit("skkp train: give --landmarks CSV with --images DIR, or --kaggle CSV.")
+    data = load_landmarks_csv(args.landmarks, args.images, gray=True, errors=args.errors)
+    y = data.keypoints
+    if args.points:
+        idx = _parse_points(args.points)
+        sel = np.ravel([[2 * i, 2 * i + 1] for i in idx])
+    shapes = {im.shape[:2] for im in data.images}
+    if args.crop or len(shapes) > 1:
+        # Square crops around the full landmark extent (any detector box would do the same job).
+        crops = crop_faces(data.images, keypoints=y, size=args.image_size, margin=args.margin)
+        X, y = crops.images, crops.keypoints
+    else:
+        X = np.stack(data.images)
+    if args.points:
+        y = y[:, sel]
+    return X, y
+
+
+def _cmd_train(args):
+    import joblib
+
+    from .keypoints import NoseKeypointRegressor
+
+    X, y = _load_training_data(args)
+    print(f"Training on {len(X)} images of {X.shape[1]}x{X.shape[2]} with {y.shape[1] // 2} keypoints.")
+    model = NoseKeypointRegressor(architecture=args.architecture, image_size=args.image_size,
+                                  max_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                  device=args.device, random_state=args.seed, verbose=int(not args.quiet))
+    model.fit(X, y)
+    Path(args.model).parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, args.model)
+    last = model.history_[-1]
+    print(f"Saved the model to {args.model} (last epoch: train MAE {last.get('train_mae_px', float('nan')):.2f}"
+          f" px, valid MAE {last.get('valid_mae_px', float('nan')):.2f} px).")
+    return 0
+
+
+def _read_image(path, gray=True):
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    if img is None:
+        raise SystemExit(f"skkp predict: cannot read image {path}.")
+    return img
+
+
+def _cmd_predict(args):
+    import joblib
+    import numpy as np
+    from tqdm import tqdm
+
+    from .plotting import draw_keypoints, save_png
+
+    model = joblib.load(args.model)
+    folder = Path(args.images)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if not files:
+        raise SystemExit(f"skkp predict: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}.")
+    n_points = model.n_outputs_ // 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.overlay_dir:
+        Path(args.overlay_dir).mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image"] + [f"{a}{i}" for i in range(n_points) for a in "xy"])
+        for path in tqdm(files, desc="predict", disable=args.quiet):
+            img = _read_image(path)
+            pred = np.asarray(model.predict(img[None])).reshape(-1)
+            writer.writerow([path.name] + [f"{v:.2f}" for v in pred])
+            if args.overlay_dir:
+                save_png(Path(args.overlay_dir) / (path.stem + ".png"), draw_keypoints(img, pred))
+    print(f"Wrote predictions for {len(files)} images to {out}.")
+    return 0
+
+
+def build_parser():
+    """The argparse parser of the ``skkp`` command."""
+    p = argparse.ArgumentParser(prog="skkp", description="scikit-learn estimators for facial keypoints.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="train on built-in synthetic data and save a model and a PNG",
+                       description="Train a keypoint model on synthetic frontal noses (about two CPU "
+                                   "minutes), print held-out MAE of the model and of the mean predictor, "
+                                   "save the model (joblib) and a PNG of predictions. With --parser, train "
+                                   "a small face parser on synthetic faces instead.")
+    d.add_argument("--out", default="skkp-demo", help="output folder (default: skkp-demo)")
+    d.add_argument("--parser", action="store_true", help="run the face-parsing demo instead")
+    d.add_argument("--quick", action="store_true", help="a few seconds of training, to check the install")
+    d.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    d.add_argument("--quiet", action="store_true", help="no per-epoch log")
+    d.set_defaults(func=_cmd_demo)
+
+    t = sub.add_parser("train", help="train a keypoint model on an image folder + landmark CSV, or a Kaggle CSV",
+                       description="Train a NoseKeypointRegressor and save it with joblib. Images of "
+                                   "different sizes (or --crop) are cropped square around their landmarks.")
+    t.add_argument("--images", help="folder of images named in the landmark CSV")
+    t.add_argument("--landmarks", help="CSV: image file name, then x0,y0,x1,y1,... per row")
+    t.add_argument("--kaggle", help="Kaggle facial keypoints training.csv (instead of --images/--landmarks)")
+    t.add_argument("--points", help="keypoint indices to train on, e.g. 27-35 for the iBUG-68 nose")
+    t.add_argument("--crop", action="store_true", help="crop faces around their landmarks first")
+    t.add_argument("--margin", type=float, default=0.25, help="crop margin (default: 0.25)")
+    t.add_argument("--model", default="model.joblib", help="where to save the model (default: model.joblib)")
+    t.add_argument("--architecture", default="cnn", help="network (default: cnn)")
+    t.add_argument("--image-size", type=int, default=96, help="network input size (default: 96)")
+    t.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    t.add_argument("--errors", choices=["raise", "skip"], default="raise",
+                   help="on a bad row: stop with an error, or skip it and report the count")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_train)
+
+    r = sub.add_parser("predict", help="predict keypoints for a folder of images, writing a CSV",
+                       description="Predict keypoints with a saved model for every image of a folder; "
+                                   "images should be framed like the training images (e.g. face crops).")
+    r.add_argument("--model", required=True, help="model saved by `skkp train` or joblib.dump")
+    r.add_argument("--images", required=True, help="folder of images")
+    r.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv)")
+    r.add_argument("--overlay-dir", help="also write PNGs with the points drawn into this folder")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=_cmd_predict)
+    return p
+
+
+def main(argv=None):
+    """Run the ``skkp`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
