@@ -13,9 +13,11 @@ from skorch.callbacks import Callback, LRScheduler
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
+from ._validation import check_parsing_X, check_parsing_X_y
 from .augment import flip_lut, normalize_image, random_parsing_transform
 from .datasets._faces import CELEBAMASK_CLASSES
 from .losses import MultiHeadLoss, OhemCrossEntropy
+from .metrics import mean_iou
 from .resnet import MultiHeadParsingNet, load_backbone_weights
 
 __all__ = ["FaceParser", "WarmupPolyLR"]
@@ -314,8 +316,6 @@ class FaceParser(TransformerMixin, BaseEstimator):
         -------
         self
         """
-        from ._validation import check_parsing_X_y
-
         self._check_params()
         names = self._class_names()
         device = _resolve_device(self.device)
@@ -366,6 +366,12 @@ class FaceParser(TransformerMixin, BaseEstimator):
             if self.backbone_weights is not None:
                 load_backbone_weights(net.module_, self.backbone_weights)
             net.partial_fit(dataset, y=None)
+        # The scheduler holds the optimizer, parameters included. skorch pickles callbacks with
+        # plain pickle (only module_/optimizer_/criterion_ get its CUDA -> CPU mapping), so a
+        # GPU-fitted model would not unpickle on a CPU-only machine. skorch rebuilds it in fit.
+        for _, callback in net.callbacks_:
+            if isinstance(callback, LRScheduler):
+                callback.lr_scheduler_ = None
         self.net_ = net
         self.class_names_ = names
         self.classes_ = np.arange(len(names))
@@ -375,15 +381,14 @@ class FaceParser(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ inference
     def _logits(self, X):
-        """Yield (B, C, H, W) float32 CPU logits at the input resolution, batch by batch."""
-        from ._validation import check_parsing_X
-
+        """Yield (B, C, H, W) float32 logits at the input resolution, batch by batch, on the
+        network's device."""
         X = check_parsing_X(X)
         h, w = X.shape[1:3]
         S = int(self.image_size)
         images = _resize_stack(X, S, cv2.INTER_AREA if max(h, w) > S else cv2.INTER_LINEAR)
         ds = _ParsingDataset(images)
-        for out in self.net_.forward_iter(ds, training=False, device="cpu"):
+        for out in self.net_.forward_iter(ds, training=False, device=self.net_.device):
             out = out.float()
             if (h, w) != (S, S):
                 out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
@@ -401,7 +406,7 @@ class FaceParser(TransformerMixin, BaseEstimator):
         proba : ndarray of shape (n, n_classes, H, W), float32
         """
         check_is_fitted(self)
-        return np.concatenate([torch.softmax(o, dim=1).numpy() for o in self._logits(X)])
+        return np.concatenate([torch.softmax(o, dim=1).cpu().numpy() for o in self._logits(X)])
 
     def predict(self, X):
         """Label map per image, at the input resolution.
@@ -415,7 +420,7 @@ class FaceParser(TransformerMixin, BaseEstimator):
         labels : ndarray of shape (n, H, W), uint8
         """
         check_is_fitted(self)
-        return np.concatenate([o.argmax(dim=1).numpy().astype(np.uint8) for o in self._logits(X)])
+        return np.concatenate([o.argmax(dim=1).to(torch.uint8).cpu().numpy() for o in self._logits(X)])
 
     def transform(self, X):
         """Same as :meth:`predict`, so the parser can feed a label-map consumer in a Pipeline."""
@@ -431,9 +436,6 @@ class FaceParser(TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        from ._validation import check_parsing_X_y
-        from .metrics import mean_iou
-
         check_is_fitted(self)
         X, y = check_parsing_X_y(X, y, n_classes=self.n_classes_, ignore_index=IGNORE_INDEX)
         return float(mean_iou(y, self.predict(X), self.n_classes_, ignore_index=IGNORE_INDEX))

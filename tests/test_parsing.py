@@ -1,4 +1,5 @@
 """FaceParser: augmentation, schedule, sklearn integration, determinism and errors."""
+import io
 import os
 import pickle
 import subprocess
@@ -287,6 +288,27 @@ def test_deterministic_and_leaves_global_rng_alone(fitted, faces):
     np.testing.assert_array_equal(again.predict_proba(X), fitted.predict_proba(X))
     other = FaceParser(**{**TINY, "random_state": 1}).fit(X, y)
     assert not np.array_equal(other.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_no_network_tensors_outside_skorchs_device_mapped_state(fitted):
+    # skorch maps module_/optimizer_/criterion_ to the CPU when unpickling without CUDA; any
+    # parameter pickled elsewhere (e.g. inside a callback) would break loading a GPU model on a CPU
+    net = fitted.net_
+    owned = {p.data_ptr() for p in net.module_.parameters()} | {
+        t.data_ptr() for s in net.optimizer_.state.values() for t in s.values() if torch.is_tensor(t)}
+    state = net.__getstate__()
+    state.pop("__cuda_dependent_attributes__")
+    found = []
+
+    class Spy(pickle.Pickler):
+        def persistent_id(self, obj):
+            if torch.is_tensor(obj):
+                found.append(obj)
+            return None
+
+    Spy(io.BytesIO()).dump(state)
+    assert not [t for t in found if t.data_ptr() in owned]
+    assert len(pickle.dumps(fitted)) < 3 * sum(p.numel() * 4 for p in net.module_.parameters()) + 200_000
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

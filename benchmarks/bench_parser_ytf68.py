@@ -1,0 +1,212 @@
+"""FaceParser on real faces: ytf68 crops with label maps painted from 68 landmarks.
+
+Faces are cut as square crops around the landmark extent (with a margin), the
+label maps come from :func:`skkp.datasets.landmarks_to_mask`, and people are
+split 80/20 (never the same person on both sides). The parser trains within a
+CPU time budget: a short calibration run measures the time per image, the
+number of epochs is chosen so that the warm-up/poly schedule ends inside the
+budget, and a guard stops training if the budget runs out anyway.
+
+Reported: mean F1 without background (target >= 0.80), mean IoU with
+background, pixel accuracy, per-class F1, training time, inference images/s
+(with a plain PyTorch forward loop over the same network as reference), and a
+"mean-shape prior" baseline (the per-pixel majority label of the training maps)
+that shows how much the crop alignment alone gives.
+
+Run:  python benchmarks/bench_parser_ytf68.py --json benchmarks/results/parser_ytf68.json
+CI:   python benchmarks/bench_parser_ytf68.py --smoke
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import YTF68_DIR, metadata, parser, timeit, write_results  # noqa: E402
+
+from skkp.augment import normalize_image  # noqa: E402
+from skkp.datasets import crop_faces, landmarks_to_masks, load_landmarks_csv  # noqa: E402
+from skkp.metrics import parsing_report  # noqa: E402
+from skkp.parsing import FaceParser  # noqa: E402
+
+#: The classes landmark masks can hold, in CelebAMask-HQ's order.
+CLASSES = ("background", "skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
+TARGET_MEAN_F1 = 0.80
+
+
+class FitBudget(Callback):
+    """Keep training inside ``seconds``: after each epoch, shorten the LR schedule to
+    the epochs that still fit (so the poly decay ends inside the budget), and stop
+    when no further epoch fits or, as a last guard, when a batch ends past the budget."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def on_train_begin(self, net, **kwargs):
+        self.start_ = time.perf_counter()
+        self.hit_ = False
+        self.replans_ = 0
+
+    def _stop(self):
+        self.hit_ = True
+        raise KeyboardInterrupt  # skorch ends fit cleanly on KeyboardInterrupt
+
+    def on_batch_end(self, net, training=True, **kwargs):
+        if training and time.perf_counter() - self.start_ > self.seconds:
+            self._stop()
+
+    def on_epoch_end(self, net, **kwargs):
+        elapsed = time.perf_counter() - self.start_
+        done = len(net.history)
+        epoch_s = max(net.history[-1, "dur"], elapsed / done) * 1.05  # the slower estimate, a margin
+        fit = done + int((self.seconds - elapsed) / epoch_s)
+        schedule = dict(net.callbacks_)["lr_schedule"].lr_scheduler_.lr_lambdas[0]
+        per_epoch = net.history[-1, "train_batch_count"]
+        planned = schedule.total_steps // per_epoch
+        if fit <= done:
+            self._stop()
+        if fit < planned:
+            schedule.total_steps = fit * per_epoch
+            self.replans_ += 1
+
+
+def load_crops(data_dir, size, margin):
+    """All ytf68 faces as (n, size, size, 3) crops, label maps and person ids."""
+    data = load_landmarks_csv(data_dir / "keypoints.csv", data_dir / "images")
+    crops = crop_faces(data.images, data.keypoints, size=size, margin=margin, gray=False)
+    masks = landmarks_to_masks(crops.keypoints, (size, size), classes=CLASSES)
+    return crops.images, masks, np.asarray(data.groups)
+
+
+def split_by_person(groups, test_fraction, seed):
+    """Boolean test mask: a random ``test_fraction`` of the people, all their images."""
+    people = np.unique(groups)
+    rng = np.random.RandomState(seed)
+    test_people = rng.choice(people, size=max(1, int(round(test_fraction * len(people)))), replace=False)
+    return np.isin(groups, test_people)
+
+
+def plain_forward(module, images, batch_size, device):
+    """Reference: the same network in a bare PyTorch loop on pre-normalised tensors."""
+    x = torch.from_numpy(np.stack([normalize_image(im) for im in images]))
+    module.eval()
+
+    def run():
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                module(x[i:i + batch_size].to(device)).argmax(1).cpu()
+    return run
+
+
+def main(argv=None):
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--budget-min", type=float, default=None,
+                   help="training time budget in minutes (default 20; 0.25 with --smoke)")
+    p.add_argument("--crop-size", type=int, default=128, help="side of the face crops in pixels")
+    p.add_argument("--margin", type=float, default=0.25, help="crop margin, fraction of the face size")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="network input side, FaceParser.image_size (default 128; 64 with --smoke)")
+    p.add_argument("--width", type=float, default=None,
+                   help="network channel multiplier (default 0.5; 0.125 with --smoke)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=0.05, help="base SGD learning rate (short CPU budgets favour 0.05)")
+    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25))
+    p.add_argument("--max-epochs", type=int, default=None, help="fix the epochs instead of fitting the budget")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-train", type=int, default=None, help="subsample the training images (smoke: 64)")
+    p.add_argument("--max-test", type=int, default=None, help="subsample the test images (smoke: 16)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.image_size is None:
+        args.image_size = 64 if args.smoke else 128
+    if args.width is None:
+        args.width = 0.125 if args.smoke else 0.5
+
+    data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))
+    if not (data_dir / "keypoints.csv").is_file():
+        print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68)")
+        return 0
+    budget_s = 60.0 * (args.budget_min if args.budget_min is not None else (0.25 if args.smoke else 20.0))
+
+    t0 = time.perf_counter()
+    images, masks, groups = load_crops(data_dir, args.crop_size, args.margin)
+    load_s = time.perf_counter() - t0
+    test = split_by_person(groups, 0.2, args.seed)
+    train_idx, test_idx = np.flatnonzero(~test), np.flatnonzero(test)
+    rng = np.random.RandomState(args.seed)
+    max_train = args.max_train or (64 if args.smoke else None)  # smoke: checks the pipeline runs
+    max_test = args.max_test or (16 if args.smoke else None)
+    if max_train and max_train < len(train_idx):
+        train_idx = np.sort(rng.choice(train_idx, max_train, replace=False))
+    if max_test and max_test < len(test_idx):
+        test_idx = np.sort(rng.choice(test_idx, max_test, replace=False))
+    X_train, y_train = images[train_idx], masks[train_idx]
+    X_test, y_test = images[test_idx], masks[test_idx]
+
+    params = dict(image_size=args.image_size, classes=CLASSES, width=args.width, batch_size=args.batch_size,
+                  lr=args.lr, warmup_steps=args.warmup_steps, scale_range=tuple(args.scale_range),
+                  device=args.device, random_state=args.seed)
+
+    # calibration: time per training image, from the second of two short epochs
+    n_cal = min(len(X_train), 2 * args.batch_size if args.smoke else 4 * args.batch_size)
+    t0 = time.perf_counter()
+    cal = FaceParser(max_epochs=2, **params).fit(X_train[:n_cal], y_train[:n_cal])
+    calibration_s = time.perf_counter() - t0
+    per_image_s = cal.net_.history[-1, "dur"] / n_cal
+    # an upper bound: FitBudget shortens the schedule when epochs turn out slower
+    epochs = args.max_epochs or max(1, int(1.25 * budget_s / (per_image_s * len(X_train))))
+
+    limit = FitBudget(budget_s)
+    est = FaceParser(max_epochs=epochs, verbose=1, net_kwargs={"callbacks": [("fit_budget", limit)]}, **params)
+    t0 = time.perf_counter()
+    est.fit(X_train, y_train)
+    train_s = time.perf_counter() - t0
+
+    pred = est.predict(X_test)
+    report = parsing_report(y_test, pred, list(CLASSES))
+    prior = np.apply_along_axis(lambda v: np.bincount(v, minlength=len(CLASSES)).argmax(), 0,
+                                y_train.reshape(len(y_train), -1)).reshape(y_train.shape[1:])
+    baseline = parsing_report(y_test, np.broadcast_to(prior, y_test.shape), list(CLASSES))
+
+    n_speed = min(len(X_test), 64)
+    speed = timeit(lambda: est.predict(X_test[:n_speed]), repeats=args.repeats)
+    ref = timeit(plain_forward(est.net_.module_, X_test[:n_speed], args.batch_size, est.net_.device),
+                 repeats=args.repeats)
+
+    history = est.net_.history
+    results = {
+        "benchmark": "parser_ytf68",
+        "smoke": bool(args.smoke),
+        "metadata": metadata(est.device_),
+        "config": {**{k: v for k, v in params.items() if k != "classes"}, "classes": list(CLASSES),
+                   "crop_size": args.crop_size, "margin": args.margin, "budget_s": budget_s},
+        "data": {"n_train": int(len(X_train)), "n_test": int(len(X_test)),
+                 "people_train": int(len(np.unique(groups[train_idx]))),
+                 "people_test": int(len(np.unique(groups[test_idx]))), "load_s": load_s},
+        "training": {"epochs_planned": int(epochs), "epochs_done": sum("train_loss" in row for row in history),
+                     "stopped_by_budget": bool(limit.hit_),
+                     "schedule_shortened": limit.replans_ > 0, "train_s": train_s, "calibration_s": calibration_s,
+                     "train_loss": [row["train_loss"] for row in history if "train_loss" in row]},
+        "quality": {"mean_f1_no_background": report["mean_f1"], "mean_iou": report["mean_iou"],
+                    "pixel_accuracy": report["pixel_accuracy"],
+                    "per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()},
+                    "target_mean_f1": TARGET_MEAN_F1, "target_met": bool(report["mean_f1"] >= TARGET_MEAN_F1),
+                    "prior_baseline_mean_f1": baseline["mean_f1"], "prior_baseline_mean_iou": baseline["mean_iou"]},
+        "speed": {"n_images": n_speed, "predict": speed, "images_per_s": n_speed / speed["median_s"],
+                  "plain_torch_images_per_s": n_speed / ref["median_s"],
+                  "predict_over_plain_time_ratio": speed["median_s"] / ref["median_s"]},
+    }
+    write_results(results, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
