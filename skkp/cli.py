@@ -25,7 +25,7 @@ def _cmd_demo(args):
     if args.parser:
         demo.parser_demo(args.out, random_state=args.seed, verbose=int(not args.quiet))
     else:
-        kwargs = dict(n_train=200, n_test=50, max_epochs=2) if args.quick else {}
+        kwargs = dict(n_train=200, n_test=50, image_size=48, max_epochs=2) if args.quick else {}
         demo.keypoint_demo(args.out, random_state=args.seed, verbose=int(not args.quiet), **kwargs)
     return 0
 

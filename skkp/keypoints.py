@@ -10,7 +10,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetRegressor
-from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.helper import predefined_split
 
 from . import __version__
@@ -101,6 +101,52 @@ class KeypointDataset(torch.utils.data.Dataset):
         b = rng.uniform(-a["brightness"], a["brightness"]) if a["brightness"] else 0.0
         img = (img * np.float32(c) + np.float32(b))[None]
         return torch.from_numpy(img), torch.from_numpy(_to_unit(pts, size).astype(np.float32).ravel())
+
+
+def infer_flip_pairs(y, tol=0.2):
+    """Left/right keypoint pairs read off the mirror symmetry of the mean shape.
+
+    The mean of the shapes, each centred and scaled to unit size (NaN-aware),
+    is mirrored about its vertical centre line and
+    each mirrored point is matched to the nearest point. When the matching is
+    an involution (i -> j -> i) and every match lies within ``tol`` times the
+    shape's RMS radius, the shape is left/right symmetric and the matched
+    pairs (i != j) are returned; otherwise ``()``, meaning "do not flip".
+
+    Parameters
+    ----------
+    y : ndarray of shape (n, 2K)
+    tol : float
+
+    Returns
+    -------
+    tuple of (int, int)
+
+    Examples
+    --------
+    >>> y = np.array([[10.0, 10.0, 30.0, 10.0, 20.0, 25.0]])  # two eyes and a nose tip
+    >>> infer_flip_pairs(y)
+    ((0, 1),)
+    """
+    shapes = np.asarray(y, dtype=np.float64).reshape(len(y), -1, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows or columns
+        # each shape centred and scaled to unit RMS radius first, so position and size do not matter
+        shapes = shapes - np.nanmean(shapes, axis=1, keepdims=True)
+        shapes = shapes / np.sqrt(np.nanmean((shapes ** 2).sum(axis=2), axis=1))[:, None, None]
+        pts = np.nanmean(shapes, axis=0)
+    k = len(pts)
+    if k < 2 or np.isnan(pts).any():
+        return ()
+    centre = pts.mean(axis=0)
+    radius = np.sqrt(((pts - centre) ** 2).sum(axis=1).mean())
+    mirrored = pts.copy()
+    mirrored[:, 0] = 2 * centre[0] - pts[:, 0]
+    dist = np.linalg.norm(mirrored[:, None] - pts[None], axis=-1)
+    match = dist.argmin(axis=1)
+    if radius == 0 or not (match[match] == np.arange(k)).all() or dist[np.arange(k), match].max() > tol * radius:
+        return ()
+    return tuple((i, int(j)) for i, j in enumerate(match) if i < j)
 
 
 def _flip_permutation(k, pairs):
@@ -198,6 +244,9 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         L2 penalty on every weight, on top of the network's own per-layer penalties.
     loss : {"mse", "l1", "smooth_l1"}, default="mse"
         Per-coordinate training loss (unlabelled coordinates are masked out).
+    lr_schedule : {"cosine", "constant"}, default="cosine"
+        Learning rate over the epochs: cosine annealing from ``lr`` to 0 at
+        ``max_epochs``, or constant.
     validation_fraction : float, default=0.1
         Fraction of the samples held out to report ``valid_loss`` and
         ``valid_mae_px`` each epoch; 0 trains on everything.
@@ -215,8 +264,12 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         number of keypoints as ``y``, if exactly one exists.
     keypoint_names : sequence of str or None, default=None
         Names of the K keypoints (override the schema's).
-    flip_pairs : sequence of (int, int) or None, default=None
-        Left/right keypoint pairs swapped by a flip (override the schema's).
+    flip_pairs : "auto", sequence of (int, int) or None, default=None
+        Left/right keypoint pairs swapped by a horizontal flip. None takes them
+        from the schema when one applies, else as "auto": read off the mirror
+        symmetry of the mean training shape (:func:`infer_flip_pairs`; no
+        flips when the shape is not symmetric). An explicit sequence overrides
+        both; flips are only drawn when there is at least one pair.
     num_workers : int, default=0
         DataLoader worker processes for training.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -269,6 +322,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "loss": [StrOptions({"mse", "l1", "smooth_l1"})],
+        "lr_schedule": [StrOptions({"cosine", "constant"})],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "early_stopping": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "augment": ["boolean", dict],
@@ -283,9 +337,9 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
     }
 
     def __init__(self, architecture="inception", image_size=96, max_epochs=30, batch_size=64, lr=1e-3,
-                 weight_decay=0.0, loss="mse", validation_fraction=0.1, early_stopping=None, augment=True,
-                 schema=None, keypoint_names=None, flip_pairs=None, num_workers=0, device="auto",
-                 random_state=None, verbose=0, net_kwargs=None):
+                 weight_decay=0.0, loss="mse", lr_schedule="cosine", validation_fraction=0.1,
+                 early_stopping=None, augment=True, schema=None, keypoint_names=None, flip_pairs=None,
+                 num_workers=0, device="auto", random_state=None, verbose=0, net_kwargs=None):
         self.architecture = architecture
         self.image_size = image_size
         self.max_epochs = max_epochs
@@ -293,6 +347,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.loss = loss
+        self.lr_schedule = lr_schedule
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.augment = augment
@@ -337,20 +392,27 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
                              f"{sorted(AUGMENT_DEFAULTS)}.")
         return {**AUGMENT_DEFAULTS, **self.augment}
 
-    def _resolve_names(self, n_keypoints):
+    def _resolve_names(self, n_keypoints, targets):
         schema = _resolve_schema(self.schema, n_keypoints) if n_keypoints else None
         names = list(schema.names) if schema is not None else None
-        pairs = tuple(schema.flip_pairs) if schema is not None else ()
         if self.keypoint_names is not None:
             names = [str(n) for n in self.keypoint_names]
             if len(names) != n_keypoints:
                 raise ValueError(f"keypoint_names has {len(names)} names but y has {n_keypoints} keypoints.")
-        if self.flip_pairs is not None:
-            pairs = tuple((int(i), int(j)) for i, j in self.flip_pairs)
-            used = [i for p in pairs for i in p]
-            if len(set(used)) != len(used) or any(not 0 <= i < (n_keypoints or 0) for i in used):
-                raise ValueError(f"flip_pairs must be disjoint pairs of keypoint indices in "
-                                 f"[0, {n_keypoints}), got {self.flip_pairs!r}.")
+        if not n_keypoints:
+            return names, ()
+        if isinstance(self.flip_pairs, str):
+            if self.flip_pairs != "auto":
+                raise ValueError(f"flip_pairs must be None, 'auto' or a sequence of index pairs, "
+                                 f"got {self.flip_pairs!r}.")
+            return names, infer_flip_pairs(targets)
+        if self.flip_pairs is None:
+            return names, tuple(schema.flip_pairs) if schema is not None else infer_flip_pairs(targets)
+        pairs = tuple((int(i), int(j)) for i, j in self.flip_pairs)
+        used = [i for p in pairs for i in p]
+        if len(set(used)) != len(used) or any(not 0 <= i < n_keypoints for i in used):
+            raise ValueError(f"flip_pairs must be disjoint pairs of keypoint indices in "
+                             f"[0, {n_keypoints}), got {self.flip_pairs!r}.")
         return names, pairs
 
     # ------------------------------------------------------------------ fit
@@ -377,7 +439,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         is_image = checked.kind == "image"
         targets = check_keypoint_targets(y, checked.data.shape[0], allow_any_width=not is_image)
         n_keypoints = targets.shape[1] // 2 if is_image else None
-        names, pairs = self._resolve_names(n_keypoints)
+        names, pairs = self._resolve_names(n_keypoints, targets)
         augment = self._augment_config() if is_image else None
         device = resolve_device(self.device)
 
@@ -454,6 +516,9 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
                                     n_features=int(np.prod(inputs.shape[1:])), channels_last=channels_last,
                                     **module_kwargs)
         callbacks = [("set_epoch", _SetEpoch(train_ds)), ("pixel_mae", PixelMAE(px_per_unit))]
+        if self.lr_schedule == "cosine":
+            callbacks.append(("lr_schedule", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR,
+                                                         T_max=self.max_epochs)))
         if self.early_stopping is not None:
             callbacks.append(("early_stopping", EarlyStopping(patience=self.early_stopping, load_best=True)))
         if self.verbose:

@@ -378,3 +378,20 @@ def test_keypoint_names_and_flip_pairs_from_schemas():
     assert named.keypoint_names_[0] == KEYPOINT_SCHEMAS["ibug68"].names[27]
     with pytest.raises(ValueError, match="has 68 keypoints but y has 9"):
         small(schema="ibug68").fit(X, y9)
+
+
+def test_flip_pairs_inferred_from_mirror_symmetry():
+    from skkp.datasets import make_noses
+    from skkp.keypoints import infer_flip_pairs
+
+    X, y = make_noses(60, view="bottom", image_size=32, random_state=0)
+    assert infer_flip_pairs(y) == ((3, 4), (5, 6), (7, 8))
+    assert infer_flip_pairs(make_noses(60, view="side", image_size=32, random_state=0)[1]) == ()
+    # reorder the points: the pairs follow the points, whatever their order
+    order = [8, 0, 3, 1, 2, 4, 5, 6, 7]
+    y_perm = y.reshape(len(y), 9, 2)[:, order].reshape(len(y), -1)
+    inv = {old: new for new, old in enumerate(order)}
+    assert set(infer_flip_pairs(y_perm)) == {tuple(sorted((inv[i], inv[j]))) for i, j in ((3, 4), (5, 6), (7, 8))}
+    # 9 points match no single schema, so the estimator reads the pairs off the data
+    assert small(max_epochs=1).fit(X, y).flip_pairs_ == ((3, 4), (5, 6), (7, 8))
+    assert small(max_epochs=1, flip_pairs=[]).fit(X, y).flip_pairs_ == ()
