@@ -162,11 +162,15 @@ class MultiHeadParsingNet(nn.Module):
         mid = _scaled(128, width) if head_channels is None else int(head_channels)
         self.heads = nn.ModuleList(ParsingHead(c, mid, n_classes) for c in self.backbone.out_channels)
 
-    def forward(self, x):
+    def head_logits(self, x):
+        """The three heads' logits, each (B, n_classes, H, W), in any mode (finest first)."""
         size = x.shape[-2:]
         feats = self.backbone(x)
-        outs = tuple(F.interpolate(head(f), size=size, mode="bilinear", align_corners=False)
+        return tuple(F.interpolate(head(f), size=size, mode="bilinear", align_corners=False)
                      for head, f in zip(self.heads, feats))
+
+    def forward(self, x):
+        outs = self.head_logits(x)
         if self.training:
             return outs
         return outs[0] + outs[1] + outs[2]

@@ -54,9 +54,7 @@ def test_heads_output_at_input_size_train_tuple_eval_sum():
     net.eval()
     total = net(x)
     assert tuple(total.shape) == (2, 5, 50, 70)
-    net.training = True  # only the top module: BatchNorm stays in eval mode
-    heads = net(x)
-    net.training = False
+    heads = net.head_logits(x)  # in eval mode: BatchNorm uses its running statistics
     torch.testing.assert_close(total, heads[0] + heads[1] + heads[2])
     # every head has a BasicBlock, a 3x3 conv and a 1x1 classifier to n_classes
     for head in net.heads:
