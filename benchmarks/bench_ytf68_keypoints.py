@@ -67,14 +67,17 @@ def evaluate(y_true68, y_pred, cols):
 
 
 def run_model(params, X_tr, y_tr, X_te, y_te68, cols, budget, repeats):
-    callbacks = [TimeBudget(budget)] if budget else []
-    model = NoseKeypointRegressor(**params, net_kwargs={"callbacks": callbacks} if callbacks else None)
+    params = dict(params)
+    net_kwargs = dict(params.pop("net_kwargs", None) or {})
+    if budget:
+        net_kwargs["callbacks"] = [*net_kwargs.get("callbacks", []), TimeBudget(budget)]
+    model = NoseKeypointRegressor(**params, net_kwargs=net_kwargs or None)
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(X_tr, y_tr)
     fit_wall, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
     res = evaluate(y_te68, model.predict(X_te), cols)
     speed = timeit(lambda: model.predict(X_te), repeats=repeats)
-    res.update(params={k: v for k, v in params.items()}, epochs=len(model.history_), fit_seconds=fit_wall,
+    res.update(params={**params, "net_kwargs": {k: v for k, v in net_kwargs.items() if k != "callbacks"}}, epochs=len(model.history_), fit_seconds=fit_wall,
                fit_cpu_seconds=fit_cpu, predict_images_per_s=len(X_te) / speed["median_s"],
                predict_timing=speed, valid_mae_px_by_epoch=[round(v, 3) for v in
                                                             model.history_[:, "valid_mae_px"]])

@@ -9,6 +9,8 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
+from .edges import MaskEdgeKeypoints, mask_edge_keypoints
 from .keypoints import NoseKeypointRegressor
+from .parsing import FaceParser
 
-__all__ = ["NoseKeypointRegressor", "__version__"]
+__all__ = ["FaceParser", "MaskEdgeKeypoints", "NoseKeypointRegressor", "mask_edge_keypoints", "__version__"]

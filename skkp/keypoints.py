@@ -14,10 +14,15 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from skorch.helper import predefined_split
 
 from . import __version__
+from ._skorch_utils import isolated_rng, prepare_for_pickle
 from ._validation import check_images, check_keypoint_targets, resolve_device
 from .augment import random_affine, warp_image, warp_points
 from .losses import MaskedKeypointLoss
 from .nets import ARCHITECTURES, build_keypoint_net
+
+#: Architectures that train faster in the ``channels_last`` memory format on CPU
+#: (measured by benchmarks/bench_keypoint_speed.py; results/keypoint_speed.json).
+CHANNELS_LAST_ARCHITECTURES = ("cnn", "heatmap")
 
 #: Augmentation used when ``augment=True``; a dict passed as ``augment`` overrides these keys.
 AUGMENT_DEFAULTS = {"rotation": 15.0, "scale": (0.9, 1.1), "shift": 0.05, "flip": True,
@@ -189,12 +194,6 @@ class PixelMAE(Callback):
             total, count = self._sums[training]
             if count:
                 net.history.record(key, total / count)
-
-
-def _isolated_rng(device):
-    """Context in which torch's global generators may be used without changing the caller's state."""
-    device = str(device)
-    return torch.random.fork_rng(devices=[torch.device(device)] if device.startswith("cuda") else [])
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -498,20 +497,18 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         train_ds = KeypointDataset(inputs[train_idx], net_targets[train_idx], augment, pairs, seed)
         valid_ds = KeypointDataset(inputs[valid_idx], net_targets[valid_idx]) if n_valid else None
         px_per_unit = (np.full(self.n_outputs_, self.image_size / 2.0) if is_image else self.y_scale_)
-        with _isolated_rng(device):
+        with isolated_rng(device):
             torch.manual_seed(seed)
             self.net_ = self._build_net(inputs, train_ds, valid_ds, px_per_unit, device)
             self.net_.fit(train_ds, y=None)
-        # Keep no training data inside the fitted model (it would be pickled with it).
-        self.net_.callbacks_ = [(n, cb) for n, cb in self.net_.callbacks_ if n != "set_epoch"]
-        self.net_.callbacks = [(n, cb) for n, cb in self.net_.callbacks if n != "set_epoch"]
-        self.net_.train_split = None
+        # Keep no training data (epoch setter, validation split) inside the fitted model.
+        prepare_for_pickle(self.net_, drop=("set_epoch",))
         return self
 
     def _build_net(self, inputs, train_ds, valid_ds, px_per_unit, device):
         kwargs = dict(self.net_kwargs or {})
         module_kwargs = {k[len("module__"):]: kwargs.pop(k) for k in list(kwargs) if k.startswith("module__")}
-        channels_last = module_kwargs.pop("channels_last", self.architecture == "cnn")
+        channels_last = module_kwargs.pop("channels_last", self.architecture in CHANNELS_LAST_ARCHITECTURES)
         module = build_keypoint_net(self.architecture, self.n_outputs_, self.image_size,
                                     n_features=int(np.prod(inputs.shape[1:])), channels_last=channels_last,
                                     **module_kwargs)

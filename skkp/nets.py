@@ -200,7 +200,7 @@ class HeatmapKeypointNet(_ChannelsLastMixin, nn.Module):
     (torch.Size([2, 18]), True)
     """
 
-    def __init__(self, n_outputs, image_size=96, in_channels=1, width=32, channels_last=False):
+    def __init__(self, n_outputs, image_size=96, in_channels=1, width=16, channels_last=False):
         super().__init__()
         if n_outputs % 2:
             raise ValueError(f"n_outputs must be even (x, y per keypoint), got {n_outputs}.")

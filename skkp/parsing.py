@@ -13,7 +13,8 @@ from skorch.callbacks import Callback, LRScheduler
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
-from ._validation import check_parsing_X, check_parsing_X_y
+from ._skorch_utils import isolated_rng, prepare_for_pickle
+from ._validation import check_parsing_X, check_parsing_X_y, resolve_device
 from .augment import flip_lut, normalize_image, random_parsing_transform
 from .datasets._faces import CELEBAMASK_CLASSES
 from .losses import MultiHeadLoss, OhemCrossEntropy
@@ -147,16 +148,6 @@ def _resize_stack(images, size, interpolation):
     for i in range(n):
         out[i] = cv2.resize(images[i], (size, size), interpolation=interpolation).reshape(out.shape[1:])
     return out
-
-
-def _resolve_device(device):
-    if not isinstance(device, str) or not (device in ("auto", "cpu") or device.startswith("cuda")):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' (or 'cuda:<i>'); got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu' or 'auto'")
-    return device
 
 
 class FaceParser(TransformerMixin, BaseEstimator):
@@ -318,7 +309,7 @@ class FaceParser(TransformerMixin, BaseEstimator):
         """
         self._check_params()
         names = self._class_names()
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         X, y = check_parsing_X_y(X, y, n_classes=len(names), ignore_index=IGNORE_INDEX)
         n = X.shape[0]
         S = int(self.image_size)
@@ -359,19 +350,13 @@ class FaceParser(TransformerMixin, BaseEstimator):
         kwargs.update(extra)
         kwargs["callbacks"] = callbacks
 
-        cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=cuda):
+        with isolated_rng(device):
             torch.manual_seed(seed)
             net = NeuralNet(**kwargs).initialize()
             if self.backbone_weights is not None:
                 load_backbone_weights(net.module_, self.backbone_weights)
             net.partial_fit(dataset, y=None)
-        # The scheduler holds the optimizer, parameters included. skorch pickles callbacks with
-        # plain pickle (only module_/optimizer_/criterion_ get its CUDA -> CPU mapping), so a
-        # GPU-fitted model would not unpickle on a CPU-only machine. skorch rebuilds it in fit.
-        for _, callback in net.callbacks_:
-            if isinstance(callback, LRScheduler):
-                callback.lr_scheduler_ = None
+        prepare_for_pickle(net)  # GPU-fitted models must load on CPU-only machines
         self.net_ = net
         self.class_names_ = names
         self.classes_ = np.arange(len(names))

@@ -2,7 +2,6 @@
 page, blocks in order, in a temporary folder) and every docstring example."""
 import doctest
 import importlib
-import os
 import pkgutil
 import re
 from pathlib import Path

@@ -11,7 +11,6 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import get_tags
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skkp.datasets import CELEBAMASK_CLASSES
 from skkp.edges import MaskEdgeKeypoints, _crack_curve, _resample, _resample_top, mask_edge_keypoints
@@ -443,18 +442,6 @@ def test_cross_val_score_and_nested_set_params():
     assert scores.shape == (3,) and (scores > -0.06).all()
 
 
-# ---------------------------------------------------------------- scikit-learn's own checks
-# The generic checks feed 2-D tables of numbers; with the "categorical" tag they arrive as
-# non-negative integer codes. image_shape=(1, -1) reads each row as a 1-pixel-high label map
-# and 64 classes cover the codes the checks produce, so every check runs on valid input.
-EDGES_XFAIL = {}
-
-
-@parametrize_with_checks([MaskEdgeKeypoints(classes=tuple(f"c{i}" for i in range(64)), n_points=3,
-                                            image_shape=(1, -1))],
-                         expected_failed_checks=lambda est: EDGES_XFAIL)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_default_classes_are_celebamask():

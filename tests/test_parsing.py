@@ -14,7 +14,6 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skkp.augment import (IMAGENET_MEAN, color_jitter, flip_lut, normalize_image, random_parsing_transform,
                           scale_crop_matrix)
@@ -389,36 +388,3 @@ def test_predict_before_fit_raises(faces):
 
 
 # --------------------------------------------------------------------------- sklearn's checks
-_TABULAR = ("FaceParser needs images X (n, H, W[, 3]) and label maps y (n, H, W); this check fits on "
-            "2-D tabular X with 1-D y, which fit rejects with a ValueError before training")
-EXPECTED_FAILED_CHECKS = {name: _TABULAR for name in (
-    "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
-    "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
-    "check_estimators_dtypes", "check_pipeline_consistency", "check_estimators_pickle",
-    "check_f_contiguous_array_estimator", "check_transformer_data_not_an_array", "check_transformer_general",
-    "check_transformer_preserve_dtypes", "check_methods_sample_order_invariance",
-    "check_methods_subset_invariance", "check_dict_unchanged", "check_fit_idempotent",
-    "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
-)}
-EXPECTED_FAILED_CHECKS.update({
-    "check_positive_only_tag_during_fit": "fits on negative 2-D tabular X; FaceParser rejects it for its "
-                                          "shape (images are required), not for the negative values",
-    "check_dtype_object": "fits on a 2-D object array; FaceParser takes numeric image arrays only",
-    "check_estimators_nan_inf": "NaN/inf X is rejected, but the check then fits on finite 2-D tabular X, "
-                                "which FaceParser rejects (images required)",
-    "check_estimators_empty_data_messages": "empty X is rejected with a ValueError about images, not with "
-                                            "sklearn's tabular wording '0 feature(s) (shape=(n, 0))'",
-    "check_fit2d_1sample": "2-D X with one row is rejected for its shape (images required), not with the "
-                           "'1 sample' wording the check looks for",
-    "check_fit2d_1feature": "2-D X with one column is rejected for its shape (images required), not with "
-                            "the '1 feature' wording the check looks for",
-})
-
-
-def _expected_failed(estimator):
-    return EXPECTED_FAILED_CHECKS
-
-
-@parametrize_with_checks([FaceParser(**TINY)], expected_failed_checks=_expected_failed, xfail_strict=True)
-def test_sklearn_checks(estimator, check):
-    check(estimator)
