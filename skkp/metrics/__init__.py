@@ -1,0 +1,41 @@
+"""Metrics for facial keypoints and face parsing: plain functions and scorers.
+
+Keypoint functions take ``(y_true, y_pred)`` of shape ``(n, 2K)`` (``x0, y0,
+x1, y1, ...``) or ``(n, K, 2)``, in pixels. A point whose true ``x`` or ``y``
+is NaN is not labelled and is left out; a NaN prediction at a labelled point
+is an error. Parsing functions take integer label maps ``(n, H, W)`` or
+``(H, W)``; pixels whose true label is ``ignore_index`` are left out.
+
+Scorers (``greater_is_better=False`` ones report the negated error, as
+scikit-learn's ``neg_*`` scorers do) work with ``cross_val_score`` and
+``GridSearchCV``; :data:`SCORERS` lists the ready-made ones.
+"""
+import inspect
+
+import numpy as np  # noqa: F401  (the docstring examples use np)
+
+from ._keypoints import (  # noqa: F401  (OUTER_EYES_68 is public but not in __all__)
+    OUTER_EYES_68, SCORERS, ced_auc, cumulative_error_curve, failure_rate, mae_px_scorer,
+    mean_absolute_error_px, mean_point_error, mean_point_error_scorer, nme_scorer,
+    normalized_mean_error, pck, per_image_nme, per_keypoint_error, rmse_px_scorer,
+    root_mean_squared_error_px,
+)
+from ._parsing import (
+    mean_f1, mean_f1_scorer, mean_iou, miou_scorer, parsing_confusion_matrix, parsing_report,
+    per_class_f1, per_class_iou, pixel_accuracy,
+)
+
+__all__ = [
+    "mean_absolute_error_px", "root_mean_squared_error_px", "mean_point_error",
+    "per_image_nme", "normalized_mean_error", "failure_rate", "pck",
+    "cumulative_error_curve", "ced_auc", "per_keypoint_error",
+    "mae_px_scorer", "rmse_px_scorer", "mean_point_error_scorer", "nme_scorer",
+    "SCORERS",
+    "parsing_confusion_matrix", "per_class_iou", "per_class_f1", "mean_iou",
+    "mean_f1", "pixel_accuracy", "parsing_report", "miou_scorer", "mean_f1_scorer",
+]
+
+# The functions live in private submodules; list them here so that
+# ``doctest.testmod(skkp.metrics)`` still runs their examples.
+__test__ = {name: obj for name, obj in list(globals().items())
+            if name in __all__ and inspect.isfunction(obj)}
