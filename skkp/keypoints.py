@@ -2,7 +2,6 @@
 import numbers
 import warnings
 
-import cv2
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -10,13 +9,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetRegressor
-from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
+from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 from skorch.helper import predefined_split
 
 from . import __version__
+from ._keypoint_data import (KeypointDataset, PixelMAE, SetEpoch, from_unit, rescale_points, resize_images,
+                             to_unit)
 from ._skorch_utils import isolated_rng, prepare_for_pickle
 from ._validation import check_images, check_keypoint_targets, resolve_device
-from .augment import random_affine, warp_image, warp_points
+from .augment import infer_flip_pairs
 from .losses import MaskedKeypointLoss
 from .nets import ARCHITECTURES, build_keypoint_net
 
@@ -27,173 +28,6 @@ CHANNELS_LAST_ARCHITECTURES = ("cnn", "heatmap")
 #: Augmentation used when ``augment=True``; a dict passed as ``augment`` overrides these keys.
 AUGMENT_DEFAULTS = {"rotation": 15.0, "scale": (0.9, 1.1), "shift": 0.05, "flip": True,
                     "brightness": 0.2, "contrast": 0.2}
-
-
-# ----------------------------------------------------------------------------- coordinate frames
-def _to_unit(points, size):
-    """Pixel coordinates of a ``size`` x ``size`` image -> [-1, 1] (pixel edges at +-1)."""
-    return (points + 0.5) * (2.0 / size) - 1.0
-
-
-def _from_unit(units, size):
-    return (units + 1.0) * (size / 2.0) - 0.5
-
-
-def _rescale_points(y, shape_from, shape_to):
-    """Map (n, 2K) pixel coordinates between image frames of (H, W) shapes."""
-    out = np.array(y, dtype=np.float64, copy=True)
-    (h0, w0), (h1, w1) = shape_from, shape_to
-    out[:, 0::2] = (out[:, 0::2] + 0.5) * (w1 / w0) - 0.5
-    out[:, 1::2] = (out[:, 1::2] + 0.5) * (h1 / h0) - 0.5
-    return out
-
-
-def _resize_images(images, size):
-    """(n, 1, H, W) float32 -> (n, 1, size, size)."""
-    h, w = images.shape[2:]
-    if (h, w) == (size, size):
-        return images
-    interp = cv2.INTER_AREA if (h > size and w > size) else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(im[0], (size, size), interpolation=interp) for im in images])[:, None]
-
-
-# ----------------------------------------------------------------------------- data
-class KeypointDataset(torch.utils.data.Dataset):
-    """Images and targets for training, with optional paired augmentation.
-
-    One affine matrix per sample and epoch moves the image and its keypoints
-    together; a flip also swaps left/right keypoint pairs. The random draws
-    depend only on ``(seed, epoch, index)``, so they are reproducible with any
-    number of DataLoader workers.
-
-    Parameters
-    ----------
-    X : ndarray (n, 1, S, S) or (n, p), float32
-        Standardised network inputs.
-    y : ndarray (n, D), float32
-        Targets in network units (NaN where unlabelled).
-    augment : dict or None
-        Ranges as in ``AUGMENT_DEFAULTS``; None for no augmentation.
-    flip_pairs : sequence of (int, int)
-        Keypoint index pairs swapped by a horizontal flip.
-    seed : int
-    """
-
-    def __init__(self, X, y, augment=None, flip_pairs=(), seed=0):
-        self.X, self.y = X, y
-        self.augment = augment
-        self.flip_pairs = tuple(flip_pairs)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, i):
-        x, y = self.X[i], self.y[i]
-        if self.augment is None:
-            return torch.from_numpy(x), torch.from_numpy(y)
-        a = self.augment
-        rng = np.random.RandomState(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0])
-        size = x.shape[-1]
-        M, flipped = random_affine(rng, size, a["rotation"], a["scale"], a["shift"],
-                                   flip=a["flip"] and bool(self.flip_pairs))
-        img = warp_image(x[0], M, size)
-        pts = warp_points(_from_unit(y.reshape(-1, 2).astype(np.float64), size), M)
-        if flipped:
-            pts = pts[_flip_permutation(len(pts), self.flip_pairs)]
-        c = 1.0 + rng.uniform(-a["contrast"], a["contrast"]) if a["contrast"] else 1.0
-        b = rng.uniform(-a["brightness"], a["brightness"]) if a["brightness"] else 0.0
-        img = (img * np.float32(c) + np.float32(b))[None]
-        return torch.from_numpy(img), torch.from_numpy(_to_unit(pts, size).astype(np.float32).ravel())
-
-
-def infer_flip_pairs(y, tol=0.2):
-    """Left/right keypoint pairs read off the mirror symmetry of the mean shape.
-
-    The mean of the shapes, each centred and scaled to unit size (NaN-aware),
-    is mirrored about its vertical centre line and
-    each mirrored point is matched to the nearest point. When the matching is
-    an involution (i -> j -> i) and every match lies within ``tol`` times the
-    shape's RMS radius, the shape is left/right symmetric and the matched
-    pairs (i != j) are returned; otherwise ``()``, meaning "do not flip".
-
-    Parameters
-    ----------
-    y : ndarray of shape (n, 2K)
-    tol : float
-
-    Returns
-    -------
-    tuple of (int, int)
-
-    Examples
-    --------
-    >>> y = np.array([[10.0, 10.0, 30.0, 10.0, 20.0, 25.0]])  # two eyes and a nose tip
-    >>> infer_flip_pairs(y)
-    ((0, 1),)
-    """
-    shapes = np.asarray(y, dtype=np.float64).reshape(len(y), -1, 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows or columns
-        # each shape centred and scaled to unit RMS radius first, so position and size do not matter
-        shapes = shapes - np.nanmean(shapes, axis=1, keepdims=True)
-        shapes = shapes / np.sqrt(np.nanmean((shapes ** 2).sum(axis=2), axis=1))[:, None, None]
-        pts = np.nanmean(shapes, axis=0)
-    k = len(pts)
-    if k < 2 or np.isnan(pts).any():
-        return ()
-    centre = pts.mean(axis=0)
-    radius = np.sqrt(((pts - centre) ** 2).sum(axis=1).mean())
-    mirrored = pts.copy()
-    mirrored[:, 0] = 2 * centre[0] - pts[:, 0]
-    dist = np.linalg.norm(mirrored[:, None] - pts[None], axis=-1)
-    match = dist.argmin(axis=1)
-    if radius == 0 or not (match[match] == np.arange(k)).all() or dist[np.arange(k), match].max() > tol * radius:
-        return ()
-    return tuple((i, int(j)) for i, j in enumerate(match) if i < j)
-
-
-def _flip_permutation(k, pairs):
-    perm = np.arange(k)
-    for i, j in pairs:
-        perm[i], perm[j] = j, i
-    return perm
-
-
-class _SetEpoch(Callback):
-    """Tell the training dataset which epoch starts, so augmentation differs per epoch."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def on_epoch_begin(self, net, **kwargs):
-        self.dataset.epoch = len(net.history) - 1
-
-
-class PixelMAE(Callback):
-    """Record ``train_mae_px`` and ``valid_mae_px`` (mean absolute error in pixels
-    of the network frame) in the history after each epoch."""
-
-    def __init__(self, px_per_unit):
-        self.px_per_unit = px_per_unit
-
-    def on_epoch_begin(self, net, **kwargs):
-        self._sums = {True: [0.0, 0], False: [0.0, 0]}
-
-    def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
-        target = batch[1].to(y_pred.device)
-        mask = ~torch.isnan(target)
-        err = (y_pred.detach() - torch.nan_to_num(target)).abs() * torch.as_tensor(
-            self.px_per_unit, dtype=y_pred.dtype, device=y_pred.device)
-        self._sums[training][0] += float(err[mask].sum())
-        self._sums[training][1] += int(mask.sum())
-
-    def on_epoch_end(self, net, **kwargs):
-        for training, key in ((True, "train_mae_px"), (False, "valid_mae_px")):
-            total, count = self._sums[training]
-            if count:
-                net.history.record(key, total / count)
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -266,7 +100,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
     flip_pairs : "auto", sequence of (int, int) or None, default=None
         Left/right keypoint pairs swapped by a horizontal flip. None takes them
         from the schema when one applies, else as "auto": read off the mirror
-        symmetry of the mean training shape (:func:`infer_flip_pairs`; no
+        symmetry of the mean training shape (:func:`skkp.augment.infer_flip_pairs`; no
         flips when the shape is not symmetric). An explicit sequence overrides
         both; flips are only drawn when there is at least one pair.
     num_workers : int, default=0
@@ -377,7 +211,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         """Resize images to image_size and standardise with the statistics of fit."""
         data = checked.data
         if checked.kind == "image":
-            data = _resize_images(data, self.image_size)
+            data = resize_images(data, self.image_size)
         return ((data - self.x_mean_) / self.x_std_).astype(np.float32)
 
     def _augment_config(self):
@@ -464,8 +298,8 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
 
         data = checked.data
         if is_image:
-            data = _resize_images(data, self.image_size)
-            net_targets = _to_unit(_rescale_points(targets, checked.image_shape, (self.image_size,) * 2),
+            data = resize_images(data, self.image_size)
+            net_targets = to_unit(rescale_points(targets, checked.image_shape, (self.image_size,) * 2),
                                    self.image_size)
             self.x_mean_, self.x_std_ = np.float32(data.mean()), np.float32(data.std() or 1.0)
             self.y_offset_ = None
@@ -512,7 +346,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         module = build_keypoint_net(self.architecture, self.n_outputs_, self.image_size,
                                     n_features=int(np.prod(inputs.shape[1:])), channels_last=channels_last,
                                     **module_kwargs)
-        callbacks = [("set_epoch", _SetEpoch(train_ds)), ("pixel_mae", PixelMAE(px_per_unit))]
+        callbacks = [("set_epoch", SetEpoch(train_ds)), ("pixel_mae", PixelMAE(px_per_unit))]
         if self.lr_schedule == "cosine":
             callbacks.append(("lr_schedule", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR,
                                                          T_max=self.max_epochs)))
@@ -565,7 +399,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         inputs = self._network_input(checked)
         out = self._forward(inputs)
         if self.input_kind_ == "image":
-            pred = _rescale_points(_from_unit(out, self.image_size), (self.image_size,) * 2,
+            pred = rescale_points(from_unit(out, self.image_size), (self.image_size,) * 2,
                                    checked.image_shape)
             return pred.reshape(len(pred), -1, 2) if self.y_ndim_ == 3 else pred
         pred = out * self.y_scale_ + self.y_offset_

@@ -15,7 +15,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 import skkp
-from skkp.keypoints import KeypointDataset, NoseKeypointRegressor, _from_unit, _to_unit
+from skkp._keypoint_data import KeypointDataset, from_unit, to_unit
+from skkp.keypoints import NoseKeypointRegressor
 
 S = 32
 
@@ -102,8 +103,8 @@ def test_y_as_points_array_round_trips_shape(data):
 
 def test_unit_frame_round_trip():
     pts = np.array([[-0.5, 0.0, 31.5, 15.2]])
-    np.testing.assert_allclose(_to_unit(pts, 32), [[-1.0, -31 / 32, 1.0, _to_unit(15.2, 32)]])
-    np.testing.assert_allclose(_from_unit(_to_unit(pts, 32), 32), pts)
+    np.testing.assert_allclose(to_unit(pts, 32), [[-1.0, -31 / 32, 1.0, to_unit(15.2, 32)]])
+    np.testing.assert_allclose(from_unit(to_unit(pts, 32), 32), pts)
 
 
 # ------------------------------------------------------------------ architectures
@@ -225,13 +226,13 @@ def test_rows_without_any_label_are_reported(data):
 def test_augmentation_moves_image_and_points_together():
     X, y = blobs(20, n_points=2, seed=3)
     images = (X[:, None] / 255.0).astype(np.float32)
-    ds = KeypointDataset(images, _to_unit(y, S).astype(np.float32),
+    ds = KeypointDataset(images, to_unit(y, S).astype(np.float32),
                          {"rotation": 25, "scale": (0.8, 1.2), "shift": 0.1, "flip": True, "brightness": 0,
                           "contrast": 0}, flip_pairs=[(0, 1)], seed=1)
     flips = 0
     for i in range(len(ds)):
         img, pts = ds[i]
-        pts = _from_unit(pts.numpy().reshape(2, 2), S)
+        pts = from_unit(pts.numpy().reshape(2, 2), S)
         img = img.numpy()[0]
         # The point listed first after a flip is the old second (dimmer) blob: the swap keeps names right.
         orig_dimmer_first = np.allclose(pts[0], pts[0])
@@ -252,14 +253,14 @@ def test_augmentation_moves_image_and_points_together():
 def test_flip_swaps_left_right_pairs():
     X, y = blobs(1, n_points=2, seed=4)
     images = (X[:, None] / 255.0).astype(np.float32)
-    ds = KeypointDataset(images, _to_unit(y, S).astype(np.float32),
+    ds = KeypointDataset(images, to_unit(y, S).astype(np.float32),
                          {"rotation": 0, "scale": None, "shift": 0, "flip": True, "brightness": 0,
                           "contrast": 0}, flip_pairs=[(0, 1)], seed=0)
     seen_flip = False
     for epoch in range(20):
         ds.epoch = epoch
         img, pts = ds[0]
-        pts = _from_unit(pts.numpy().reshape(2, 2), S)
+        pts = from_unit(pts.numpy().reshape(2, 2), S)
         if not np.allclose(pts[0], y[0, :2], atol=1e-4):
             seen_flip = True
             # after the flip, point 0 is the mirror of the old point 1 (the dimmer blob)
@@ -382,7 +383,7 @@ def test_keypoint_names_and_flip_pairs_from_schemas():
 
 def test_flip_pairs_inferred_from_mirror_symmetry():
     from skkp.datasets import make_noses
-    from skkp.keypoints import infer_flip_pairs
+    from skkp.augment import infer_flip_pairs
 
     X, y = make_noses(60, view="bottom", image_size=32, random_state=0)
     assert infer_flip_pairs(y) == ((3, 4), (5, 6), (7, 8))

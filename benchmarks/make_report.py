@@ -1,0 +1,115 @@
+"""Write docs/benchmarks.md from the committed JSON results (no number is typed by hand).
+
+    python benchmarks/make_report.py
+"""
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DOC = HERE.parent / "docs" / "benchmarks.md"
+
+
+def _load(name):
+    path = HERE / "results" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _meta_line(res):
+    m = res.get("meta") or res.get("metadata") or {}
+    v = m.get("versions", {})
+    return (f"*Run {m.get('date', '?')} at commit `{m.get('commit')}` on {m.get('cpu_count')} CPUs "
+            f"({m.get('torch_threads')} torch threads), torch {v.get('torch')}, device {m.get('device')}.*")
+
+
+def _f(x, fmt="{:.2f}"):
+    return "n/a" if x is None else fmt.format(x)
+
+
+def keypoint_section(lines):
+    res = _load("ytf68_keypoints")
+    if not res:
+        return
+    s = res["setup"]
+    lines += ["## Real faces: nose keypoints on ytf68", "",
+              f"`python benchmarks/bench_ytf68_keypoints.py` — {s['n_train']} training and {s['n_test']} "
+              f"held-out crops ({s['crop']}), people split {s['people_train_test'][0]}/"
+              f"{s['people_train_test'][1]} ({s['split']}); target {s['target']}. NME is normalised by "
+              f"the outer-eye distance (points 36, 45); failure = NME > 0.10.", "",
+              "| model | MAE (px @96) | nose NME | failure rate | epochs | training s | predict img/s |",
+              "|---|---|---|---|---|---|---|"]
+    mp = res["mean_predictor"]
+    lines.append(f"| mean predictor | {_f(mp['mae_px'])} | {_f(100 * mp['nme'], '{:.1f}%')} | "
+                 f"{_f(100 * mp['failure_rate_0.10'], '{:.0f}%')} | | | |")
+    rows = [(f"`{a}` (budget {s['budget_cpu_s']:.0f} s)", r) for a, r in res.get("architectures", {}).items()]
+    if "defaults" in res:
+        rows.append(("`NoseKeypointRegressor(random_state=0)` (defaults, no budget)", res["defaults"]))
+    if "full_face_68" in res:
+        rows.append((f"68-point full face, `{res['full_face_68']['params']['architecture']}` "
+                     "(all 68 points scored)", res["full_face_68"]))
+    for name, r in rows:
+        lines.append(f"| {name} | {_f(r['mae_px'])} | {_f(100 * r['nme'], '{:.1f}%')} | "
+                     f"{_f(100 * r['failure_rate_0.10'], '{:.0f}%')} | {r['epochs']} | {r['fit_seconds']:.0f} | "
+                     f"{r['predict_images_per_s']:.0f} |")
+    lines += ["", _meta_line(res), ""]
+
+
+def speed_section(lines):
+    res = _load("keypoint_speed")
+    if not res:
+        return
+    s = res["setup"]
+    lines += ["## Training and inference speed against a plain PyTorch loop", "",
+              f"`python benchmarks/bench_keypoint_speed.py` — {s['n_images']} synthetic noses at "
+              f"{s['image_size']}x{s['image_size']}, {s['epochs']} epochs, batch {s['batch_size']}, "
+              f"{s['statistic']}, {s['repeats']} repeats.", "",
+              "| architecture | skkp fit img/s | plain loop img/s (same layout) | ratio | channels_last speed-up "
+              "(plain loop) | skkp predict img/s | plain predict img/s |", "|---|---|---|---|---|---|---|"]
+    for arch, r in res["architectures"].items():
+        fit = r["fit_images_per_s"]
+        plain = fit[f"plain_channels_last={r['skkp_layout_channels_last']}"]
+        lines.append(f"| `{arch}` | {fit['skkp']:.0f} | {plain:.0f} | "
+                     f"{r['fit_ratio_skkp_vs_plain_same_layout']:.2f} | "
+                     f"{_f(r.get('plain_speedup_channels_last'))} | {r['predict_images_per_s']['skkp']:.0f} | "
+                     f"{r['predict_images_per_s']['plain']:.0f} |")
+    lines += ["", _meta_line(res), ""]
+
+
+def synthetic_section(lines):
+    res = _load("synthetic_noses")
+    if not res:
+        return
+    s = res["setup"]
+    lines += ["## Synthetic noses: model against the mean predictor", "",
+              f"`python benchmarks/bench_synthetic_noses.py` — `{s['architecture']}`, {s['n_train']} training "
+              f"and {s['n_test']} held-out images at {s['image_size']} px, {s['epochs']} epochs.", "",
+              "| view | mean predictor MAE (px) | model MAE (px) | improvement | training s |",
+              "|---|---|---|---|---|"]
+    for view, r in res["views"].items():
+        lines.append(f"| {view} | {r['mean_predictor_mae_px']:.2f} | {r['model_mae_px']:.2f} | "
+                     f"{r['improvement']:.1f}x | {r['fit_seconds']:.0f} |")
+    lines += ["", _meta_line(res), ""]
+
+
+def json_only_section(lines):
+    names = sorted(p.stem for p in (HERE / "results").glob("*.json")
+                   if p.stem not in {"ytf68_keypoints", "keypoint_speed", "synthetic_noses"})
+    if names:
+        lines += ["## Other results", "", "Face parsing and mask-edge benchmarks are summarised in their own "
+                  "pages; their JSON files:", ""]
+        lines += [f"- `benchmarks/results/{n}.json`" for n in names]
+        lines.append("")
+
+
+def main():
+    lines = ["# Benchmarks", "",
+             "Generated by `python benchmarks/make_report.py` from `benchmarks/results/*.json`; every script "
+             "also has `--smoke` (run by the tests). Timings are medians over repeats on the machine named "
+             "under each table; ratios compare against a reference run in the same process.", ""]
+    for section in (keypoint_section, speed_section, synthetic_section, json_only_section):
+        section(lines)
+    DOC.write_text("\n".join(lines))
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()
