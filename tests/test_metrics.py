@@ -1,6 +1,5 @@
 """Tests for skkp.metrics: hand-computed cases, agreement with sklearn.metrics,
 NaN handling, input validation and the scorers inside sklearn's model selection."""
-import doctest
 import warnings
 
 import numpy as np
@@ -516,8 +515,3 @@ def test_parsing_scorers_in_grid_search():
     assert gs.cv_results_["mean_test_f1"][2] < 1.0
     with pytest.raises(ValueError, match="n_classes"):
         M.miou_scorer(0)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(M, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 15 and result.failed == 0

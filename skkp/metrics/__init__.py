@@ -10,11 +10,7 @@ Scorers (``greater_is_better=False`` ones report the negated error, as
 scikit-learn's ``neg_*`` scorers do) work with ``cross_val_score`` and
 ``GridSearchCV``; :data:`SCORERS` lists the ready-made ones.
 """
-import inspect
-
-import numpy as np  # noqa: F401  (the docstring examples use np)
-
-from ._keypoints import (  # noqa: F401  (OUTER_EYES_68 is public but not in __all__)
+from ._keypoints import (
     OUTER_EYES_68, SCORERS, ced_auc, cumulative_error_curve, failure_rate, mae_px_scorer,
     mean_absolute_error_px, mean_point_error, mean_point_error_scorer, nme_scorer,
     normalized_mean_error, pck, per_image_nme, per_keypoint_error, rmse_px_scorer,
@@ -26,7 +22,7 @@ from ._parsing import (
 )
 
 __all__ = [
-    "mean_absolute_error_px", "root_mean_squared_error_px", "mean_point_error",
+    "OUTER_EYES_68", "mean_absolute_error_px", "root_mean_squared_error_px", "mean_point_error",
     "per_image_nme", "normalized_mean_error", "failure_rate", "pck",
     "cumulative_error_curve", "ced_auc", "per_keypoint_error",
     "mae_px_scorer", "rmse_px_scorer", "mean_point_error_scorer", "nme_scorer",
@@ -34,8 +30,3 @@ __all__ = [
     "parsing_confusion_matrix", "per_class_iou", "per_class_f1", "mean_iou",
     "mean_f1", "pixel_accuracy", "parsing_report", "miou_scorer", "mean_f1_scorer",
 ]
-
-# The functions live in private submodules; list them here so that
-# ``doctest.testmod(skkp.metrics)`` still runs their examples.
-__test__ = {name: obj for name, obj in list(globals().items())
-            if name in __all__ and inspect.isfunction(obj)}
