@@ -28,6 +28,7 @@ from skorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import YTF68_DIR, metadata, parser, timeit, write_results  # noqa: E402
+from bench_edges_ytf68 import edge_errors  # noqa: E402
 
 from skkp.augment import normalize_image  # noqa: E402
 from skkp.datasets import crop_faces, landmarks_to_masks, load_landmarks_csv  # noqa: E402
@@ -79,11 +80,11 @@ class FitBudget(Callback):
 
 
 def load_crops(data_dir, size, margin):
-    """All ytf68 faces as (n, size, size, 3) crops, label maps and person ids."""
+    """All ytf68 faces as (n, size, size, 3) crops, label maps, person ids and the 68 landmarks in the crops."""
     data = load_landmarks_csv(data_dir / "keypoints.csv", data_dir / "images")
     crops = crop_faces(data.images, data.keypoints, size=size, margin=margin, gray=False)
     masks = landmarks_to_masks(crops.keypoints, (size, size), classes=CLASSES)
-    return crops.images, masks, np.asarray(data.groups)
+    return crops.images, masks, np.asarray(data.groups), crops.keypoints
 
 
 def split_by_person(groups, test_fraction, seed):
@@ -141,7 +142,7 @@ def main(argv=None):
     budget_s = 60.0 * (args.budget_min if args.budget_min is not None else (2.0 if args.smoke else 20.0))
 
     t0 = time.perf_counter()
-    images, masks, groups = load_crops(data_dir, args.crop_size, args.margin)
+    images, masks, groups, landmarks = load_crops(data_dir, args.crop_size, args.margin)
     load_s = time.perf_counter() - t0
     test = split_by_person(groups, 0.2, args.seed)
     train_idx, test_idx = np.flatnonzero(~test), np.flatnonzero(test)
@@ -182,6 +183,9 @@ def main(argv=None):
     prior = np.apply_along_axis(lambda v: np.bincount(v, minlength=len(CLASSES)).argmax(), 0,
                                 y_train.reshape(len(y_train), -1)).reshape(y_train.shape[1:])
     baseline = parsing_report(y_test, np.broadcast_to(prior, y_test.shape), list(CLASSES))
+    # issue 5's real-face check: edge points of the predicted maps against the annotated contours
+    edges_pred = edge_errors(list(pred), landmarks[test_idx])
+    edges_truth = edge_errors(list(y_test), landmarks[test_idx])
 
     # diagnostics: each head alone (finest, stride 8, first) against their sum
     module = est.net_.module_.eval()
@@ -222,6 +226,8 @@ def main(argv=None):
                     "target_mean_f1": TARGET_MEAN_F1, "target_met": bool(report["mean_f1"] >= TARGET_MEAN_F1),
                     "head_alone_mean_f1": head_f1,
                     "prior_baseline_mean_f1": baseline["mean_f1"], "prior_baseline_mean_iou": baseline["mean_iou"]},
+        "edge_points_held_out": {"from_face_parser_predictions": edges_pred,
+                                 "from_landmark_masks": edges_truth},
         "speed": {"n_images": n_speed, "predict": speed, "images_per_s": n_speed / speed["median_s"],
                   "plain_torch_images_per_s": n_speed / ref["median_s"],
                   "predict_over_plain_time_ratio": speed["median_s"] / ref["median_s"]},

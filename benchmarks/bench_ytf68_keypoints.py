@@ -91,8 +91,13 @@ def main():
     p.add_argument("--epochs", type=int, default=200, help="max epochs within the budget")
     p.add_argument("--defaults", action="store_true",
                    help="also fit NoseKeypointRegressor(random_state=0) with no other argument")
-    p.add_argument("--full-face", action="store_true", help="also a 68-point run with the best architecture")
+    p.add_argument("--full-face", action="store_true",
+                   help="also a 68-point run: the defaults with --defaults, else the best architecture")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     if not (YTF68_DIR / "keypoints.csv").is_file():
         print(f"ytf68 not found at {YTF68_DIR}; nothing to do.")
         return
@@ -111,24 +116,28 @@ def main():
     results["mean_predictor"] = evaluate(y_te68, np.broadcast_to(y_tr.mean(0), (len(X_te), len(cols))), cols)
     print("mean predictor", results["mean_predictor"], flush=True)
     results["architectures"] = {}
-    for arch in args.architectures.split(","):
+    for arch in filter(None, args.architectures.split(",")):
         params = dict(architecture=arch, max_epochs=args.epochs, random_state=0, device="cpu")
         res = run_model(params, X_tr, y_tr, X_te, y_te68, cols, args.budget, args.repeats)
         results["architectures"][arch] = res
         print(arch, {k: res[k] for k in ("mae_px", "nme", "failure_rate_0.10", "epochs", "fit_cpu_seconds")},
               flush=True)
+    defaults = {"random_state": 0, **({"max_epochs": 1} if args.smoke else {})}
     if args.defaults:
-        res = run_model({"random_state": 0}, X_tr, y_tr, X_te, y_te68, cols, None, args.repeats)
+        res = run_model(defaults, X_tr, y_tr, X_te, y_te68, cols, None, args.repeats)
         results["defaults"] = res
         print("defaults", {k: res[k] for k in ("mae_px", "nme", "epochs", "fit_cpu_seconds")}, flush=True)
     if args.full_face:
-        best = min(results["architectures"], key=lambda a: results["architectures"][a]["nme"])
         all_cols = np.arange(136)
-        params = dict(architecture=best, max_epochs=args.epochs, random_state=0, device="cpu",
-                      schema="ibug68")
-        res = run_model(params, X_tr, y_tr68, X_te, y_te68, all_cols, args.budget, args.repeats)
+        if args.defaults:
+            params, budget = dict(defaults, schema="ibug68"), None
+        else:
+            best = min(results["architectures"], key=lambda a: results["architectures"][a]["nme"])
+            params, budget = dict(architecture=best, max_epochs=args.epochs, random_state=0, device="cpu",
+                                  schema="ibug68"), args.budget
+        res = run_model(params, X_tr, y_tr68, X_te, y_te68, all_cols, budget, args.repeats)
         results["full_face_68"] = res
-        print("full face", best, {k: res[k] for k in ("mae_px", "nme")}, flush=True)
+        print("full face", res["params"], {k: res[k] for k in ("mae_px", "nme")}, flush=True)
     write_results(results, args.json)
 
 

@@ -64,18 +64,20 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    architecture : {"inception", "cnn", "mlp"}, default="inception"
-        Network: the reference Inception-style CNN, a plain CNN, or a one-hidden-
-        layer MLP on raw pixels (the MLP also accepts any 2-D feature matrix).
+    architecture : {"heatmap", "inception", "cnn", "mlp"}, default="heatmap"
+        Network: an encoder-decoder with a soft-argmax head (the most accurate
+        on real faces, see docs/benchmarks.md), the reference Inception-style
+        CNN, a plain CNN, or a one-hidden-layer MLP on raw pixels (the MLP also
+        accepts any 2-D feature matrix).
     image_size : int, default=96
         Side of the square network input.
-    max_epochs : int, default=30
+    max_epochs : int, default=25
     batch_size : int, default=64
-    lr : float, default=1e-3
+    lr : float, default=2e-3
         Learning rate of the Adam optimiser.
     weight_decay : float, default=0.0
         L2 penalty on every weight, on top of the network's own per-layer penalties.
-    loss : {"mse", "l1", "smooth_l1"}, default="mse"
+    loss : {"mse", "l1", "smooth_l1"}, default="l1"
         Per-coordinate training loss (unlabelled coordinates are masked out).
     lr_schedule : {"cosine", "constant"}, default="cosine"
         Learning rate over the epochs: cosine annealing from ``lr`` to 0 at
@@ -169,8 +171,8 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         "net_kwargs": [dict, None],
     }
 
-    def __init__(self, architecture="inception", image_size=96, max_epochs=30, batch_size=64, lr=1e-3,
-                 weight_decay=0.0, loss="mse", lr_schedule="cosine", validation_fraction=0.1,
+    def __init__(self, architecture="heatmap", image_size=96, max_epochs=25, batch_size=64, lr=2e-3,
+                 weight_decay=0.0, loss="l1", lr_schedule="cosine", validation_fraction=0.1,
                  early_stopping=None, augment=True, schema=None, keypoint_names=None, flip_pairs=None,
                  num_workers=0, device="auto", random_state=None, verbose=0, net_kwargs=None):
         self.architecture = architecture
