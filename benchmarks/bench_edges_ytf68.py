@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import YTF68_DIR, metadata, parser, timeit, write_results  # noqa: E402
 
-from skkp.datasets import landmarks_to_mask, load_landmarks_csv  # noqa: E402
+from skkp.datasets import CELEBAMASK_CLASSES, landmarks_to_mask, load_landmarks_csv  # noqa: E402
 from skkp.edges import mask_edge_keypoints  # noqa: E402
 
 N_POINTS = 16
@@ -60,13 +60,15 @@ def distance_to_polylines(points, polylines):
     return best
 
 
-def edge_errors(label_maps, keypoints68, n_points=N_POINTS):
+def edge_errors(label_maps, keypoints68, n_points=N_POINTS, classes=CELEBAMASK_CLASSES):
     """Distances of the nose/lip edge points of each label map to its annotated contours.
 
     Parameters
     ----------
     label_maps : list of (H, W) int arrays (CelebAMask-HQ classes)
     keypoints68 : (n, 136) landmarks of the same faces, in the maps' pixels
+    classes : sequence of str
+        Class names of the label values (the maps' class order).
 
     Returns
     -------
@@ -76,7 +78,7 @@ def edge_errors(label_maps, keypoints68, n_points=N_POINTS):
     for lab, kp in zip(label_maps, keypoints68):
         pts68 = np.asarray(kp, dtype=float).reshape(68, 2)
         iod = float(np.linalg.norm(pts68[45] - pts68[36]))
-        pts = mask_edge_keypoints(lab, n_points=n_points, parts=list(PARTS), output="points")
+        pts = mask_edge_keypoints(lab, classes=classes, n_points=n_points, parts=list(PARTS), output="points")
         for k, part in enumerate(PARTS):
             mine = pts[k * n_points:(k + 1) * n_points]
             if np.isnan(mine).any():

@@ -184,8 +184,8 @@ def main(argv=None):
                                 y_train.reshape(len(y_train), -1)).reshape(y_train.shape[1:])
     baseline = parsing_report(y_test, np.broadcast_to(prior, y_test.shape), list(CLASSES))
     # issue 5's real-face check: edge points of the predicted maps against the annotated contours
-    edges_pred = edge_errors(list(pred), landmarks[test_idx])
-    edges_truth = edge_errors(list(y_test), landmarks[test_idx])
+    edges_pred = edge_errors(list(pred), landmarks[test_idx], classes=CLASSES)
+    edges_truth = edge_errors(list(y_test), landmarks[test_idx], classes=CLASSES)
 
     # diagnostics: each head alone (finest, stride 8, first) against their sum
     module = est.net_.module_.eval()

@@ -92,11 +92,13 @@ def _cmd_predict(args):
 
     from .plotting import draw_keypoints, save_png
 
-    model = joblib.load(args.model)
     folder = Path(args.images)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files:
         raise SystemExit(f"skkp predict: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}.")
+    if not Path(args.model).is_file():
+        raise SystemExit(f"skkp predict: model file {args.model} not found.")
+    model = joblib.load(args.model)
     n_points = model.n_outputs_ // 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

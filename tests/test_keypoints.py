@@ -396,3 +396,10 @@ def test_flip_pairs_inferred_from_mirror_symmetry():
     # 9 points match no single schema, so the estimator reads the pairs off the data
     assert small(max_epochs=1).fit(X, y).flip_pairs_ == ((3, 4), (5, 6), (7, 8))
     assert small(max_epochs=1, flip_pairs=[]).fit(X, y).flip_pairs_ == ()
+
+
+def test_dataloader_workers_give_the_same_model(data):
+    X, y = data
+    p0 = small(augment=True, max_epochs=1).fit(X[:48], y[:48]).predict(X[:4])
+    p2 = small(augment=True, max_epochs=1, num_workers=2).fit(X[:48], y[:48]).predict(X[:4])
+    np.testing.assert_array_equal(p0, p2)

@@ -1,0 +1,91 @@
+"""The skkp command: help, train on a landmark CSV + image folder, predict a folder."""
+import csv
+import subprocess
+import sys
+
+import cv2
+import joblib
+import numpy as np
+import pytest
+
+from skkp.cli import build_parser, main
+from skkp.datasets import make_noses
+
+
+def test_help_documents_every_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "train", "predict"):
+        assert command in out
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "usage: skkp " + command in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    proc = subprocess.run([sys.executable, "-m", "skkp.cli", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "demo" in proc.stdout
+
+
+@pytest.fixture()
+def landmark_folder(tmp_path):
+    """Nose images of two sizes written as PNGs, with a landmark CSV in the ytf68 layout."""
+    images, points = make_noses(24, image_size=48, random_state=0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rows = []
+    for i, (img, pts) in enumerate(zip(images, points)):
+        if i % 2:  # every other image at 64 px, landmarks scaled with it
+            img = cv2.resize(img, (64, 64), interpolation=cv2.INTER_LINEAR)
+            pts = (pts + 0.5) * 64 / 48 - 0.5
+        cv2.imwrite(str(folder / f"Person_{i // 4}_{i % 4}.png"), img)
+        rows.append([f"Person_{i // 4}_{i % 4}.png"] + [f"{v:.3f}" for v in pts])
+    csv_path = tmp_path / "landmarks.csv"
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image"] + [f"{a}{k}" for k in range(7) for a in "xy"])
+        writer.writerows(rows)
+    return folder, csv_path
+
+
+def test_train_then_predict(landmark_folder, tmp_path, capsys):
+    folder, csv_path = landmark_folder
+    model_path = tmp_path / "model.joblib"
+    code = main(["train", "--images", str(folder), "--landmarks", str(csv_path), "--model", str(model_path),
+                 "--architecture", "cnn", "--image-size", "32", "--epochs", "1", "--points", "0-4", "--quiet"])
+    assert code == 0 and model_path.exists()
+    model = joblib.load(model_path)
+    assert model.n_keypoints_ == 5  # --points 0-4 kept five of the seven points
+    out_csv, overlays = tmp_path / "pred.csv", tmp_path / "overlays"
+    assert main(["predict", "--model", str(model_path), "--images", str(folder), "--out", str(out_csv),
+                 "--overlay-dir", str(overlays), "--quiet"]) == 0
+    with open(out_csv) as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["image"] + [f"{a}{k}" for k in range(5) for a in "xy"]
+    assert len(rows) == 25 and len(list(overlays.glob("*.png"))) == 24
+    # predictions are in the pixels of each image: the 64-px images get larger coordinates on average
+    values = {r[0]: np.array(r[1:], dtype=float) for r in rows[1:]}
+    big = np.mean([v.mean() for k, v in values.items() if int(k.split("_")[-1][0]) % 2])
+    small = np.mean([v.mean() for k, v in values.items() if not int(k.split("_")[-1][0]) % 2])
+    assert big > small
+    assert "Wrote predictions for 24 images" in capsys.readouterr().out
+
+
+def test_train_reports_bad_rows(landmark_folder, tmp_path):
+    folder, csv_path = landmark_folder
+    with open(csv_path, "a") as fh:
+        fh.write("missing.png," + ",".join(["1"] * 14) + "\n")
+    with pytest.raises(ValueError, match="missing.png"):
+        main(["train", "--images", str(folder), "--landmarks", str(csv_path), "--model",
+              str(tmp_path / "m.joblib"), "--epochs", "1", "--quiet"])
+
+
+def test_predict_on_empty_folder_fails_clearly(tmp_path):
+    with pytest.raises(SystemExit, match="no images"):
+        main(["predict", "--model", "x.joblib", "--images", str(tmp_path)])
+
+
+def test_parser_builds():
+    assert build_parser().prog == "skkp"
