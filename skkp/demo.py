@@ -6,7 +6,7 @@ import joblib
 import numpy as np
 
 
-def keypoint_demo(out_dir="skkp-demo", n_train=1500, n_test=300, image_size=96, max_epochs=8,
+def keypoint_demo(out_dir="skkp-demo", n_train=1500, n_test=300, image_size=96, max_epochs=12,
                   architecture="heatmap", random_state=0, verbose=1, print_fn=print):
     """Train a :class:`~skkp.NoseKeypointRegressor` on synthetic frontal noses.
 

@@ -26,7 +26,7 @@ from .nets import ARCHITECTURES, build_keypoint_net
 CHANNELS_LAST_ARCHITECTURES = ("cnn", "heatmap")
 
 #: Augmentation used when ``augment=True``; a dict passed as ``augment`` overrides these keys.
-AUGMENT_DEFAULTS = {"rotation": 15.0, "scale": (0.9, 1.1), "shift": 0.05, "flip": True,
+AUGMENT_DEFAULTS = {"rotation": 15.0, "scale": (0.9, 1.1), "shift": 0.05, "flip": False,
                     "brightness": 0.2, "contrast": 0.2}
 
 
@@ -71,7 +71,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         accepts any 2-D feature matrix).
     image_size : int, default=96
         Side of the square network input.
-    max_epochs : int, default=25
+    max_epochs : int, default=60
     batch_size : int, default=64
     lr : float, default=2e-3
         Learning rate of the Adam optimiser.
@@ -89,9 +89,11 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         Stop after this many epochs without improvement of ``valid_loss`` and
         keep the best weights; None trains ``max_epochs`` epochs.
     augment : bool or dict, default=True
-        Random rotation, scale, shift, horizontal flip (only with ``flip_pairs``)
-        and brightness/contrast per sample and epoch during training; a dict
-        overrides keys of ``AUGMENT_DEFAULTS``. Never applied in ``predict``
+        Random rotation, scale, shift and brightness/contrast per sample and
+        epoch during training; a dict overrides keys of ``AUGMENT_DEFAULTS``.
+        Horizontal flips (swapping ``flip_pairs``) are off by default, since
+        they cost accuracy on real faces (docs/benchmarks.md); enable them with
+        ``augment={"flip": True}``. Never applied in ``predict``
         nor to plain feature matrices.
     schema : str, KeypointSchema or None, default=None
         Named keypoint layout (see ``skkp.datasets.KEYPOINT_SCHEMAS``) giving
@@ -171,7 +173,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         "net_kwargs": [dict, None],
     }
 
-    def __init__(self, architecture="heatmap", image_size=96, max_epochs=25, batch_size=64, lr=2e-3,
+    def __init__(self, architecture="heatmap", image_size=96, max_epochs=60, batch_size=64, lr=2e-3,
                  weight_decay=0.0, loss="l1", lr_schedule="cosine", validation_fraction=0.1,
                  early_stopping=None, augment=True, schema=None, keypoint_names=None, flip_pairs=None,
                  num_workers=0, device="auto", random_state=None, verbose=0, net_kwargs=None):
