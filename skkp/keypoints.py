@@ -23,7 +23,7 @@ from .nets import ARCHITECTURES, build_keypoint_net
 
 #: Architectures that train faster in the ``channels_last`` memory format on CPU
 #: (measured by benchmarks/bench_keypoint_speed.py; results/keypoint_speed.json).
-CHANNELS_LAST_ARCHITECTURES = ("cnn", "heatmap")
+CHANNELS_LAST_ARCHITECTURES = ("cnn", "heatmap", "inception")
 
 #: Augmentation used when ``augment=True``; a dict passed as ``augment`` overrides these keys.
 AUGMENT_DEFAULTS = {"rotation": 15.0, "scale": (0.9, 1.1), "shift": 0.05, "flip": False,
