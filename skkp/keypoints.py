@@ -409,8 +409,10 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         pred = out * self.y_scale_ + self.y_offset_
         return pred.ravel() if self.y_ndim_ == 1 else pred
 
-    def _forward(self, inputs, batch_size=256):
-        """Network outputs for standardised inputs, in evaluation mode, batch by batch."""
+    def _forward(self, inputs):
+        """Network outputs for standardised inputs, in evaluation mode, ``batch_size`` at a time
+        (larger CPU batches were slower: their activations leave the caches)."""
+        batch_size = self.batch_size
         module = self.net_.module_
         device = self.net_.device
         module.eval()
