@@ -18,6 +18,7 @@ from ._keypoint_data import (KeypointDataset, PixelMAE, SetEpoch, from_unit, res
 from ._skorch_utils import isolated_rng, prepare_for_pickle
 from ._validation import check_images, check_keypoint_targets, resolve_device
 from .augment import infer_flip_pairs
+from .datasets import KEYPOINT_SCHEMAS
 from .losses import MaskedKeypointLoss
 from .nets import ARCHITECTURES, build_keypoint_net
 
@@ -31,15 +32,9 @@ AUGMENT_DEFAULTS = {"rotation": 15.0, "scale": (0.9, 1.1), "shift": 0.05, "flip"
 
 
 # ----------------------------------------------------------------------------- schemas
-def _known_schemas():
-    from . import datasets
-
-    return getattr(datasets, "KEYPOINT_SCHEMAS", {})
-
-
 def _resolve_schema(schema, n_keypoints):
     """A named schema, a KeypointSchema, or (schema=None) the only schema with K points."""
-    schemas = _known_schemas()
+    schemas = KEYPOINT_SCHEMAS
     if schema is None:
         matches = [s for s in schemas.values() if s.n_keypoints == n_keypoints]
         return matches[0] if len(matches) == 1 else None
