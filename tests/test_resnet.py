@@ -107,3 +107,24 @@ def test_load_backbone_weights_errors(tmp_path):
         load_backbone_weights(ResNet18Backbone(), tmp_path / "nope.pth")
     with pytest.raises(TypeError, match="ResNet18Backbone"):
         load_backbone_weights(torch.nn.Linear(2, 2), path)
+
+
+def test_head_stages_add_a_stride_4_head_and_sum_all_heads():
+    backbone = ResNet18Backbone(width=0.125, stages=(1, 2, 3, 4)).eval()
+    feats = backbone(torch.zeros(1, 3, 64, 64))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(16, 16), (8, 8), (4, 4), (2, 2)]
+    assert list(backbone.out_channels) == [8, 16, 32, 64] == [f.shape[1] for f in feats]
+    assert sorted(backbone.state_dict()) == sorted(_torchvision_resnet18_keys())  # still loads torchvision
+
+    net = _seeded(3, lambda: MultiHeadParsingNet(n_classes=4, width=0.125, head_stages=(1, 2, 3, 4)))
+    assert len(net.train()(torch.randn(2, 3, 32, 32))) == 4
+    x = torch.randn(2, 3, 40, 48)
+    net.eval()
+    heads = net.head_logits(x)
+    torch.testing.assert_close(net(x), heads[0] + heads[1] + heads[2] + heads[3])
+
+
+@pytest.mark.parametrize("stages", [(), (0, 2), (2, 5), (2, 2)])
+def test_bad_head_stages_raise(stages):
+    with pytest.raises(ValueError, match="stages"):
+        MultiHeadParsingNet(n_classes=3, width=0.125, head_stages=stages)
