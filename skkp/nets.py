@@ -190,6 +190,11 @@ class HeatmapKeypointNet(_ChannelsLastMixin, nn.Module):
     in_channels : int
     width : int
         Channels of the first stage; stages use 1, 2, 4 and 8 times it.
+    depth : int, default=2
+        3x3 convolutions per encoder stage (the first one strided).
+    heatmap_stride : {4, 2}, default=4
+        Heatmap resolution relative to the input: 4 gives 24x24 heatmaps at 96
+        px; 2 adds a decoder step to 48x48 for finer localisation.
     channels_last : bool
 
     Examples
@@ -200,20 +205,32 @@ class HeatmapKeypointNet(_ChannelsLastMixin, nn.Module):
     (torch.Size([2, 18]), True)
     """
 
-    def __init__(self, n_outputs, image_size=96, in_channels=1, width=16, channels_last=False):
+    def __init__(self, n_outputs, image_size=96, in_channels=1, width=16, depth=2, heatmap_stride=4,
+                 channels_last=False):
         super().__init__()
         if n_outputs % 2:
             raise ValueError(f"n_outputs must be even (x, y per keypoint), got {n_outputs}.")
-        w = width
-        self.enc1 = _conv(in_channels, w, stride=2)                    # 1/2
-        self.enc2 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))      # 1/4
-        self.enc3 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))  # 1/8
-        self.enc4 = nn.Sequential(_conv(4 * w, 8 * w, 2), _conv(8 * w, 8 * w))  # 1/16
+        if heatmap_stride not in (2, 4):
+            raise ValueError(f"heatmap_stride must be 2 or 4, got {heatmap_stride!r}.")
+        if int(depth) < 1:
+            raise ValueError(f"depth must be >= 1, got {depth!r}.")
+        w, d = width, int(depth)
+
+        def stage(c_in, c_out):  # a strided conv, then depth - 1 more
+            return nn.Sequential(_conv(c_in, c_out, 2), *(_conv(c_out, c_out) for _ in range(d - 1)))
+        self.heatmap_stride = heatmap_stride
+        self.enc1 = _conv(in_channels, w, stride=2)  # 1/2
+        self.enc2 = stage(w, 2 * w)                  # 1/4
+        self.enc3 = stage(2 * w, 4 * w)              # 1/8
+        self.enc4 = stage(4 * w, 8 * w)              # 1/16
         self.lat4 = nn.Conv2d(8 * w, 4 * w, 1)
         self.dec3 = _conv(4 * w, 4 * w)
         self.lat3 = nn.Conv2d(4 * w, 2 * w, 1)
         self.dec2 = _conv(2 * w, 2 * w)
-        self.heatmaps = nn.Conv2d(2 * w, n_outputs // 2, 1)
+        if heatmap_stride == 2:
+            self.lat2 = nn.Conv2d(2 * w, w, 1)
+            self.dec1 = _conv(w, w)
+        self.heatmaps = nn.Conv2d(w if heatmap_stride == 2 else 2 * w, n_outputs // 2, 1)
         self._set_layout(channels_last)
 
     @staticmethod
@@ -222,12 +239,15 @@ class HeatmapKeypointNet(_ChannelsLastMixin, nn.Module):
 
     def forward(self, x):
         x = self._layout(x)
-        e2 = self.enc2(self.enc1(x))
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
         e3 = self.enc3(e2)
         e4 = self.enc4(e3)
         d3 = self.dec3(self._up_add(self.lat4(e4), e3))
-        d2 = self.dec2(self._up_add(self.lat3(d3), e2))
-        return soft_argmax(self.heatmaps(d2))
+        d = self.dec2(self._up_add(self.lat3(d3), e2))
+        if self.heatmap_stride == 2:
+            d = self.dec1(self._up_add(self.lat2(d), e1))
+        return soft_argmax(self.heatmaps(d))
 
 
 def soft_argmax(heatmaps):

@@ -129,6 +129,21 @@ def test_inception_reference_layout():
     assert decays == [0.0, 0.02, 0.04, 0.1]
 
 
+def test_heatmap_net_options():
+    from skkp.nets import HeatmapKeypointNet
+
+    default = HeatmapKeypointNet(n_outputs=6, image_size=48)
+    # the layer names of the original two-conv stages are kept, so saved models still load
+    assert {"enc2.0.0.weight", "enc2.1.0.weight", "enc4.1.0.weight"} <= set(default.state_dict())
+    fine = HeatmapKeypointNet(n_outputs=6, image_size=48, width=8, depth=3, heatmap_stride=2).eval()
+    assert len(fine.enc3) == 3
+    out = fine(torch.zeros(2, 1, 48, 48))
+    assert out.shape == (2, 6) and bool(out.abs().max() <= 1)
+    for kwargs in ({"heatmap_stride": 8}, {"depth": 0}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            HeatmapKeypointNet(n_outputs=6, **kwargs)
+
+
 def test_mlp_accepts_plain_features():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(60, 5))
