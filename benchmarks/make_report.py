@@ -72,7 +72,29 @@ def parser_section(lines):
               "| epochs | training s | predict img/s |", "|---|---|---|---|---|---|---|---|",
               f"| {q['mean_f1_no_background']:.3f} | {q['mean_iou']:.3f} | {q['pixel_accuracy']:.3f} | "
               f"{q['head_alone_mean_f1'][0]:.3f} | {q['prior_baseline_mean_f1']:.3f} | {t['epochs_done']} | "
-              f"{t['train_s']:.0f} | {res['speed']['images_per_s']:.0f} |", "", _meta_line(res), ""]
+              f"{t['train_s']:.0f} | {res['speed']['images_per_s']:.0f} |", ""]
+    stages = c.get("head_stages", [2, 3, 4])
+    lines += [f"Heads on stages {', '.join(map(str, stages))}; random scale {c['scale_range'][0]}-"
+              f"{c['scale_range'][1]}; batch {c['batch_size']}, lr {c['lr']}. Per-class F1:", "",
+              "| " + " | ".join(q["per_class_f1"]) + " |", "|" + "---|" * len(q["per_class_f1"]),
+              "| " + " | ".join(f"{v:.2f}" for v in q["per_class_f1"].values()) + " |", ""]
+    if res.get("note"):
+        lines += [res["note"], ""]
+    lines += [_meta_line(res), ""]
+    ceiling = _load("parser_ceiling")
+    if ceiling:
+        lines += ["How far 0.80 is, measured without training (`python benchmarks/bench_parser_ceiling.py`, "
+                  f"{ceiling['data']['n_faces']} faces): the true maps average-pooled to a head's stride and "
+                  "upsampled, and maps painted from landmarks with Gaussian noise.", "",
+                  "| case | mean F1 | eyes F1 (l/r) | brows F1 (l/r) |", "|---|---|---|---|"]
+        rows = [(f"true maps through stride {k}", v) for k, v in ceiling["stride_ceiling"].items()]
+        rows += [(f"landmarks with {v['mean_point_error_px']:.2f} px mean error", v)
+                 for v in ceiling["landmark_noise"].values()]
+        for name, v in rows:
+            f1 = v["per_class_f1"]
+            lines.append(f"| {name} | {v['mean_f1']:.3f} | {f1['l_eye']:.2f}/{f1['r_eye']:.2f} | "
+                         f"{f1['l_brow']:.2f}/{f1['r_brow']:.2f} |")
+        lines += ["", _meta_line(ceiling), ""]
 
 
 def speed_section(lines):
@@ -115,7 +137,7 @@ def synthetic_section(lines):
 def json_only_section(lines):
     names = sorted(p.stem for p in (HERE / "results").glob("*.json")
                    if not p.stem.startswith("ytf68_keypoints")
-                   and p.stem not in {"keypoint_speed", "synthetic_noses", "parser_ytf68"})
+                   and p.stem not in {"keypoint_speed", "synthetic_noses", "parser_ytf68", "parser_ceiling"})
     if names:
         lines += ["## Other results", "", "Mask-edge benchmarks are summarised in "
                   "[MaskEdgeKeypoints](mask_edge_keypoints.md); their JSON files:", ""]

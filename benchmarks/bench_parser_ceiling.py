@@ -1,0 +1,86 @@
+"""How good can a parser be on ytf68's landmark-painted masks? Two ceilings, no training.
+
+1. Output stride: the true label maps are average-pooled to 1/s (the best a
+   head at stride s can hold per cell), upsampled bilinearly to 128 px and
+   argmaxed. This shows what a head at stride 4, 8 or 16 loses on parts as
+   small as eyes (about 12x4 pixels at 128 px).
+2. Boundary precision: the 68 landmarks get independent Gaussian noise of a
+   few pixels before the masks are painted, as if a model placed every part
+   boundary with that error. Mean F1 (background excluded) against the clean
+   masks says what localisation error a given F1 needs.
+
+Both use the crops of bench_parser_ytf68.py (128 px, margin 0.25, all 3240 faces).
+
+Run:  python benchmarks/bench_parser_ceiling.py --json benchmarks/results/parser_ceiling.json
+CI:   python benchmarks/bench_parser_ceiling.py --smoke
+"""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import YTF68_DIR, metadata, parser, write_results  # noqa: E402
+from bench_parser_ytf68 import CLASSES, load_crops  # noqa: E402
+
+from skkp.datasets import landmarks_to_masks  # noqa: E402
+from skkp.metrics import parsing_report  # noqa: E402
+
+
+def stride_ceiling(masks, stride):
+    """Mean F1 of label maps average-pooled by ``stride``, upsampled bilinearly and argmaxed."""
+    pred = []
+    for i in range(0, len(masks), 256):
+        onehot = F.one_hot(torch.from_numpy(masks[i:i + 256].astype(np.int64)), len(CLASSES))
+        low = F.avg_pool2d(onehot.permute(0, 3, 1, 2).float(), stride)
+        up = F.interpolate(low, size=masks.shape[1:], mode="bilinear", align_corners=False)
+        pred.append(up.argmax(1).numpy().astype(np.uint8))
+    return parsing_report(masks, np.concatenate(pred), list(CLASSES))
+
+
+def noise_ceiling(masks, landmarks, sigma, rng):
+    """Mean F1 of masks painted from landmarks with Gaussian noise ``sigma`` px, and that noise's mean point error."""
+    noisy = landmarks + rng.normal(0.0, sigma, landmarks.shape)
+    pred = landmarks_to_masks(noisy, masks.shape[1:], classes=CLASSES)
+    err = float(np.linalg.norm((noisy - landmarks).reshape(len(landmarks), -1, 2), axis=-1).mean())
+    return parsing_report(masks, pred, list(CLASSES)), err
+
+
+def main(argv=None):
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))
+    if not (data_dir / "keypoints.csv").is_file():
+        print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68)")
+        return 0
+    _, masks, _, landmarks = load_crops(data_dir, 128, 0.25)
+    if args.smoke:
+        masks, landmarks = masks[:32], landmarks[:32]
+
+    def summary(report):
+        return {"mean_f1": report["mean_f1"], "mean_iou": report["mean_iou"],
+                "per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()}}
+
+    strides = {}
+    for s in (4, 8, 16):
+        strides[str(s)] = summary(stride_ceiling(masks, s))
+        print(f"stride {s}: mean F1 {strides[str(s)]['mean_f1']:.3f}", flush=True)
+    rng = np.random.RandomState(args.seed)
+    noise = {}
+    for sigma in (0.5, 1.0, 1.5, 2.0):
+        report, err = noise_ceiling(masks, landmarks, sigma, rng)
+        noise[str(sigma)] = {"mean_point_error_px": err, **summary(report)}
+        print(f"landmark noise sigma {sigma} px (mean error {err:.2f} px): mean F1 {report['mean_f1']:.3f}", flush=True)
+    results = {"benchmark": "parser_ceiling", "smoke": bool(args.smoke), "metadata": metadata(),
+               "data": {"n_faces": int(len(masks)), "size": 128, "margin": 0.25, "classes": list(CLASSES)},
+               "stride_ceiling": strides, "landmark_noise": noise}
+    write_results(results, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
