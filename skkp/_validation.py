@@ -339,3 +339,24 @@ def check_parsing_X_y(X, y, n_classes, ignore_index=255):
         check_parsing_y(None, (), n_classes, ignore_index)
     X = check_parsing_X(X)
     return X, check_parsing_y(y, X.shape[:3], n_classes, ignore_index)
+
+
+def check_groups(groups, n_samples):
+    """``groups`` as a 1-D array of ``n_samples`` labels, or None.
+
+    Examples
+    --------
+    >>> check_groups(["a", "a", "b"], 3).tolist()
+    ['a', 'a', 'b']
+    >>> check_groups(None, 3) is None
+    True
+    """
+    if groups is None:
+        return None
+    arr = np.asarray(groups)
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise ValueError(f"groups must be a 1-D array with one label per sample ({n_samples}); "
+                         f"got shape {arr.shape}")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise ValueError("groups must not contain NaN")
+    return arr

@@ -37,7 +37,7 @@ def _load_training_data(args):
 
     if args.kaggle:
         data = load_kaggle_facial_keypoints(args.kaggle, errors=args.errors)
-        return data.images, data.keypoints
+        return data.images, data.keypoints, None
     if not (args.landmarks and args.images):
         raise SystemExit("skkp train: give --landmarks CSV with --images DIR, or --kaggle CSV.")
     data = load_landmarks_csv(args.landmarks, args.images, gray=True, errors=args.errors)
@@ -54,7 +54,7 @@ def _load_training_data(args):
         X = np.stack(data.images)
     if args.points:
         y = y[:, sel]
-    return X, y
+    return X, y, data.groups  # person ids from the file names: validation holds out people
 
 
 def _cmd_train(args):
@@ -62,12 +62,12 @@ def _cmd_train(args):
 
     from .keypoints import NoseKeypointRegressor
 
-    X, y = _load_training_data(args)
+    X, y, groups = _load_training_data(args)
     print(f"Training on {len(X)} images of {X.shape[1]}x{X.shape[2]} with {y.shape[1] // 2} keypoints.")
     model = NoseKeypointRegressor(architecture=args.architecture, image_size=args.image_size,
                                   max_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                   device=args.device, random_state=args.seed, verbose=int(not args.quiet))
-    model.fit(X, y)
+    model.fit(X, y, groups=groups)
     Path(args.model).parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, args.model)
     last = model.history_[-1]

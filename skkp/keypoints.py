@@ -16,7 +16,7 @@ from . import __version__
 from ._keypoint_data import (KeypointDataset, PixelMAE, SetEpoch, from_unit, rescale_points, resize_images,
                              to_unit)
 from ._skorch_utils import isolated_rng, prepare_for_pickle
-from ._validation import check_images, check_keypoint_targets, resolve_device
+from ._validation import check_groups, check_images, check_keypoint_targets, resolve_device
 from .augment import infer_flip_pairs
 from .datasets import KEYPOINT_SCHEMAS
 from .losses import MaskedKeypointLoss
@@ -49,6 +49,22 @@ def _resolve_schema(schema, n_keypoints):
 
 
 # ----------------------------------------------------------------------------- estimator
+def _group_split(groups, fraction, rng):
+    """(valid_idx, train_idx): whole groups, in random order, until ``fraction`` of the rows are held
+    out; no validation when that would leave no group to train on."""
+    names, inverse = np.unique(groups, return_inverse=True)
+    chosen, n_valid, target = [], 0, fraction * len(groups)
+    for g in rng.permutation(len(names)):
+        if n_valid >= target or target == 0:
+            break
+        chosen.append(g)
+        n_valid += int(np.sum(inverse == g))
+    valid = np.isin(inverse, chosen)
+    if valid.all():
+        valid[:] = False
+    return np.flatnonzero(valid), np.flatnonzero(~valid)
+
+
 class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
     """Regress keypoint coordinates from grayscale face or nose images.
 
@@ -248,7 +264,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         return names, pairs
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Train the network on images ``X`` and keypoints ``y``.
 
         Parameters
@@ -261,6 +277,11 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
             Pixel coordinates ``x0, y0, x1, y1, ...`` in the frame of ``X``; NaN
             marks an unlabelled point. With a plain feature matrix any (n,) or
             (n, t) target is accepted.
+        groups : array-like of shape (n,) or None, default=None
+            Group label per sample (e.g. the person). When given, the
+            validation split holds out whole groups (about
+            ``validation_fraction`` of the samples), so ``valid_mae_px`` measures
+            unseen people rather than near-duplicate frames of seen ones.
 
         Returns
         -------
@@ -270,6 +291,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         checked = self._check_X(X, fitting=True)
         is_image = checked.kind == "image"
         targets = check_keypoint_targets(y, checked.data.shape[0], allow_any_width=not is_image)
+        group_labels = check_groups(groups, checked.data.shape[0])
         n_keypoints = targets.shape[1] // 2 if is_image else None
         names, pairs = self._resolve_names(n_keypoints, targets)
         augment = self._augment_config() if is_image else None
@@ -318,11 +340,15 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        order = rng.permutation(len(inputs))
-        n_valid = int(round(self.validation_fraction * len(inputs)))
-        if n_valid >= len(inputs):
-            n_valid = 0
-        valid_idx, train_idx = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+        if group_labels is None:
+            order = rng.permutation(len(inputs))
+            n_valid = int(round(self.validation_fraction * len(inputs)))
+            if n_valid >= len(inputs):
+                n_valid = 0
+            valid_idx, train_idx = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+        else:
+            valid_idx, train_idx = _group_split(group_labels[keep], self.validation_fraction, rng)
+            n_valid = len(valid_idx)
         if self.early_stopping is not None and n_valid == 0:
             raise ValueError("early_stopping needs a validation set: set validation_fraction > 0 "
                              f"(with {len(inputs)} labelled samples, {self.validation_fraction} gives none).")

@@ -229,6 +229,32 @@ def test_missing_labels_are_masked_out_of_training(data):
     assert np.isfinite(model.score(X, y_missing))
 
 
+def test_groups_hold_out_whole_groups_for_validation(data):
+    from skorch.callbacks import Callback
+
+    from skkp.keypoints import _group_split
+
+    class Sizes(Callback):
+        def on_train_begin(self, net, X=None, y=None, **kwargs):
+            self.train_, self.valid_ = len(X), len(net.train_split.keywords["valid_ds"])
+
+    X, y = data
+    groups = np.repeat(np.arange(12), 8)  # 12 people with 8 frames each
+    sizes = Sizes()
+    model = small(max_epochs=1, net_kwargs={"callbacks": [sizes]}).fit(X, y, groups=groups)
+    # 10% of 96 rows is 9.6: whole groups of 8 give 16 held-out rows (a row split would give 10)
+    assert (sizes.train_, sizes.valid_) == (80, 16)
+    assert np.isfinite(model.history_[-1, "valid_mae_px"])
+
+    rng = np.random.RandomState(0)
+    valid, train = _group_split(np.array(list("aabbbccd")), 0.3, rng)
+    held = set(np.array(list("aabbbccd"))[valid])
+    assert held and not held & set(np.array(list("aabbbccd"))[train]) and len(valid) >= 0.3 * 8
+    assert _group_split(np.zeros(5), 0.5, rng)[0].size == 0  # one group: nothing left to train on
+    with pytest.raises(ValueError, match="groups"):
+        small().fit(X, y, groups=groups[:-1])
+
+
 def test_rows_without_any_label_are_reported(data):
     X, y = data
     y = y.copy()
