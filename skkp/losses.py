@@ -60,20 +60,23 @@ class OhemCrossEntropy(nn.Module):
     def forward(self, input, target):
         target = target.long()
         pixel_loss = F.cross_entropy(input, target, ignore_index=self.ignore_index, reduction="none")
-        valid = pixel_loss[target != self.ignore_index]
-        n_valid = valid.numel()
+        # masks and sums instead of boolean indexing: the same values, without nonzero/gather passes
+        valid = target != self.ignore_index
+        n_valid = int(valid.sum())
         if n_valid == 0:
             return input.sum() * 0.0
         if isinstance(self.min_kept, numbers.Integral):
             k = min(int(self.min_kept), n_valid)
         else:
             k = int(math.ceil(self.min_kept * n_valid))
-        hard = valid[valid > -math.log(self.thresh)]
-        if hard.numel() > k:
-            return hard.mean()
+        hard = valid & (pixel_loss > -math.log(self.thresh))
+        n_hard = int(hard.sum())
+        if n_hard > k:
+            return torch.where(hard, pixel_loss, 0.0).sum() / n_hard
         if k == 0:
             return input.sum() * 0.0
-        return torch.topk(valid, k, sorted=False).values.mean()
+        ranked = torch.where(valid, pixel_loss, -1.0).flatten()  # ignored pixels are never among the k
+        return torch.topk(ranked, k, sorted=False).values.mean()
 
     def extra_repr(self):
         return f"thresh={self.thresh}, min_kept={self.min_kept}, ignore_index={self.ignore_index}"
