@@ -57,6 +57,21 @@ def keypoint_section(lines):
     lines.append("")
     lines += [f"- `{stem}`: " + _meta_line(res) for stem, res in runs]
     lines.append("")
+    var = _load("ytf68_variants")
+    if var:
+        lines += ["### One change at a time from the defaults (`python benchmarks/bench_ytf68_variants.py`)", "",
+                  "| change | MAE (px @96) | nose NME | failure rate | last-epoch train MAE (augmented) "
+                  "| last-epoch valid MAE (seen people) | training s |", "|---|---|---|---|---|---|---|"]
+        for r in var["variants"]:
+            lines.append(f"| `{json.dumps(r['params'])}` | {_f(r['mae_px'])} | {_f(100 * r['nme'], '{:.1f}%')} | "
+                         f"{_f(100 * r['failure_rate_0.10'], '{:.0f}%')} | {_f(r['train_mae_px_last_epoch'])} | "
+                         f"{_f(r['valid_mae_px_last_epoch'])} | {r['fit_seconds']:.0f} |")
+        extra = var.get("trained_on_68_points_scored_on_nose")
+        if extra:
+            lines.append(f"| `{json.dumps(extra['params'])}`, scored on the 9 nose points | {_f(extra['mae_px'])} "
+                         f"| {_f(100 * extra['nme'], '{:.1f}%')} | {_f(100 * extra['failure_rate_0.10'], '{:.0f}%')} "
+                         f"| | | {extra['fit_seconds']:.0f} |")
+        lines += ["", var.get("note", ""), "", _meta_line(var), ""]
 
 
 def parser_section(lines):
@@ -137,7 +152,7 @@ def synthetic_section(lines):
 def json_only_section(lines):
     names = sorted(p.stem for p in (HERE / "results").glob("*.json")
                    if not p.stem.startswith("ytf68_keypoints")
-                   and p.stem not in {"keypoint_speed", "synthetic_noses", "parser_ytf68", "parser_ceiling"})
+                   and p.stem not in {"keypoint_speed", "synthetic_noses", "parser_ytf68", "parser_ceiling", "ytf68_variants"})
     if names:
         lines += ["## Other results", "", "Mask-edge benchmarks are summarised in "
                   "[MaskEdgeKeypoints](mask_edge_keypoints.md); their JSON files:", ""]

@@ -1,0 +1,66 @@
+"""Variants of the keypoint defaults on ytf68 noses: one parameter changed at a time.
+
+Same data and split as bench_ytf68_keypoints.py (96 px crops with jitter, people
+split 250/63, the 9 nose points). Each variant is
+``NoseKeypointRegressor(random_state=0, **variant)``; it reports held-out MAE in
+pixels, nose NME by the outer-eye distance, failure rate at NME > 0.10, the last
+epoch's training MAE (on augmented images) and validation MAE (held-out frames
+of training people), and training time.
+
+Run:  python benchmarks/bench_ytf68_variants.py --threads 1 \\
+          --variant '{"max_epochs": 40, "batch_size": 32}' --json results.json
+CI:   python benchmarks/bench_ytf68_variants.py --smoke
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import YTF68_DIR, metadata, parser, write_results  # noqa: E402
+from bench_ytf68_keypoints import evaluate, load_split, nose_columns  # noqa: E402
+
+from skkp import NoseKeypointRegressor  # noqa: E402
+
+
+def run_variant(params, X_tr, y_tr, X_te, y_te68, cols):
+    model = NoseKeypointRegressor(random_state=0, **params)
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.fit(X_tr, y_tr)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    res = evaluate(y_te68, model.predict(X_te), cols)
+    last = model.history_[-1]
+    return {"params": params, **res, "fit_seconds": wall, "fit_cpu_seconds": cpu, "epochs": len(model.history_),
+            "train_mae_px_last_epoch": last.get("train_mae_px"), "valid_mae_px_last_epoch": last.get("valid_mae_px")}
+
+
+def main():
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--variant", action="append", default=[], help="JSON dict of estimator parameters (repeatable)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = p.parse_args()
+    if args.threads or args.smoke:
+        import torch
+        torch.set_num_threads(args.threads or 1)
+    if not (YTF68_DIR / "keypoints.csv").is_file():
+        print(f"ytf68 not found at {YTF68_DIR}; nothing to do.")
+        return
+    variants = [json.loads(v) for v in args.variant] or [{"max_epochs": 40}]
+    crops, n_people = load_split(YTF68_DIR)
+    (X_tr, y_tr68), (X_te, y_te68) = crops["train"], crops["test"]
+    if args.smoke:
+        X_tr, y_tr68, X_te, y_te68 = X_tr[:96], y_tr68[:96], X_te[:32], y_te68[:32]
+        variants = [{**v, "max_epochs": 1} for v in variants[:1]]
+    cols = nose_columns()
+    results = {"benchmark": "ytf68_variants", "meta": metadata(),
+               "setup": {"n_train": len(X_tr), "n_test": len(X_te), "people_train_test": n_people},
+               "variants": []}
+    for params in variants:
+        res = run_variant(params, X_tr, y_tr68[:, cols], X_te, y_te68, cols)
+        results["variants"].append(res)
+        print(json.dumps({k: res[k] for k in ("params", "mae_px", "nme", "fit_seconds")}), flush=True)
+    write_results(results, args.json)
+
+
+if __name__ == "__main__":
+    main()
