@@ -14,25 +14,32 @@ import torch
 CheckedImages = namedtuple("CheckedImages", "data kind n_channels_in image_shape")
 
 
-def _as_numeric_array(X, name):
+def _as_numeric_array(X, name, what="an array-like of numbers", strict=False):
+    """``X`` as a real numeric ndarray (not copied when already one), or a clear error.
+
+    The one front door of every input check: None, sparse matrices, strings and
+    other non-array types, complex values and non-numeric dtypes are refused.
+    ``strict=False`` converts object arrays to float and lets bool through (as
+    scikit-learn does for features); ``strict=True`` refuses both (pixel data).
+    """
     if X is None:
         raise ValueError(f"This estimator requires {name} to be passed, but the target {name} is None."
-                         if name == "y" else f"{name} is None; expected an array-like of numbers.")
+                         if name == "y" else f"{name} is None; expected {what}.")
     if hasattr(X, "sparse") or type(X).__module__.startswith("scipy.sparse"):
         raise TypeError(f"Sparse data was passed for {name}, but dense data is required. Use '.toarray()' "
                         f"to convert to a dense numpy array.")
     if isinstance(X, (str, bytes)) or not (hasattr(X, "__array__") or isinstance(X, (list, tuple))):
-        raise TypeError(f"{name} must be an array-like of numbers, got {type(X).__name__}.")
+        raise TypeError(f"{name} must be {what}, got {type(X).__name__}.")
     arr = np.asarray(X)
     if np.iscomplexobj(arr):
         raise ValueError(f"Complex data not supported: {name} must hold real numbers, got dtype {arr.dtype}.")
-    if arr.dtype == object:
+    if arr.dtype == object and not strict:
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must hold numbers; converting it failed: {exc}") from None
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}.")
+    if not (np.issubdtype(arr.dtype, np.number) or (arr.dtype == bool and not strict)):
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}; expected {what}.")
     return arr
 
 
@@ -263,20 +270,8 @@ def check_parsing_X(X, name="X"):
     """
     import warnings
 
-    import scipy.sparse
-
-    if scipy.sparse.issparse(X):
-        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass dense images "
-                        "(n, H, W, 3) or (n, H, W)")
-    if X is None or isinstance(X, (str, bytes)) or not (hasattr(X, "__array__") or isinstance(X, (list, tuple))):
-        raise TypeError(f"{name} must be an array of images (n, H, W, 3) or (n, H, W); "
-                        f"got {type(X).__name__}")
-    arr = np.asarray(X)
-    if np.iscomplexobj(arr):
-        raise ValueError(f"Complex data not supported: {name} must hold real pixel values")
-    if arr.dtype == bool or arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{name} must hold pixel values (uint8, or numbers on the 0-255 scale); "
-                        f"got dtype {arr.dtype}")
+    arr = _as_numeric_array(X, name, what="images (n, H, W, 3) or (n, H, W) of pixel values (0-255)",
+                            strict=True)
     if arr.ndim == 4 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if not (arr.ndim == 3 or (arr.ndim == 4 and arr.shape[-1] == 3)):
