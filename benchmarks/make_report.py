@@ -71,6 +71,10 @@ def keypoint_section(lines):
             lines.append(f"| `{json.dumps(extra['params'])}`, scored on the 9 nose points | {_f(extra['mae_px'])} "
                          f"| {_f(100 * extra['nme'], '{:.1f}%')} | {_f(100 * extra['failure_rate_0.10'], '{:.0f}%')} "
                          f"| | | {extra['fit_seconds']:.0f} |")
+        ens = var.get("ensemble_of_2")
+        if ens:
+            lines.append(f"| mean of the two `random_state` rows above (an ensemble of 2) | {_f(ens['mae_px'])} | "
+                         f"{_f(100 * ens['nme'], '{:.1f}%')} | {_f(100 * ens['failure_rate_0.10'], '{:.0f}%')} | | | |")
         lines += ["", var.get("note", ""), "", _meta_line(var), ""]
 
 
