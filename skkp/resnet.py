@@ -45,9 +45,9 @@ def upsample_bilinear(x, size):
     mode="bilinear", align_corners=False)`` but computed as two matrix products.
 
     Bilinear interpolation is separable and linear, so it is ``A_h @ x @ A_w.T``;
-    the products and their gradients run as matrix multiplications, which on CPU
-    took about 2.5x less time than the interpolation kernel's forward and
-    backward for 10 classes upsampled from 32x32 to 128x128.
+    the products and their gradients run as matrix multiplications. On a 2-core
+    CPU (one measurement, batch 8, 10 classes, 32x32 to 128x128) forward plus
+    backward took 2.5x less time than the interpolation kernel.
 
     Examples
     --------

@@ -128,3 +128,21 @@ def test_head_stages_add_a_stride_4_head_and_sum_all_heads():
 def test_bad_head_stages_raise(stages):
     with pytest.raises(ValueError, match="stages"):
         MultiHeadParsingNet(n_classes=3, width=0.125, head_stages=stages)
+
+
+def test_upsample_bilinear_matches_interpolate_with_gradients():
+    from torch.nn import functional as F
+
+    from skkp.resnet import upsample_bilinear
+
+    gen = torch.Generator().manual_seed(0)
+    for (h, w), size in [((4, 4), (32, 32)), ((7, 5), (50, 70)), ((3, 9), (40, 48)), ((6, 6), (6, 6))]:
+        x1 = torch.randn(2, 3, h, w, generator=gen, requires_grad=True)
+        x2 = x1.detach().clone().requires_grad_(True)
+        g = torch.randn(2, 3, *size, generator=gen)
+        ours = upsample_bilinear(x1, size)
+        ref = F.interpolate(x2, size=size, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+        (ours * g).sum().backward()
+        (ref * g).sum().backward()
+        torch.testing.assert_close(x1.grad, x2.grad, atol=1e-4, rtol=1e-4)
