@@ -10,7 +10,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import Callback, LRScheduler
-from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
 from ._skorch_utils import isolated_rng, prepare_for_pickle
@@ -19,7 +18,7 @@ from .augment import flip_lut, normalize_image, random_parsing_transform
 from .datasets._faces import CELEBAMASK_CLASSES
 from .losses import MultiHeadLoss, OhemCrossEntropy
 from .metrics import mean_iou
-from .resnet import MultiHeadParsingNet, load_backbone_weights
+from .resnet import MultiHeadParsingNet, load_backbone_weights, upsample_bilinear
 
 __all__ = ["FaceParser", "WarmupPolyLR"]
 
@@ -374,10 +373,7 @@ class FaceParser(TransformerMixin, BaseEstimator):
         images = _resize_stack(X, S, cv2.INTER_AREA if max(h, w) > S else cv2.INTER_LINEAR)
         ds = _ParsingDataset(images)
         for out in self.net_.forward_iter(ds, training=False, device=self.net_.device):
-            out = out.float()
-            if (h, w) != (S, S):
-                out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
-            yield out
+            yield upsample_bilinear(out.float(), (h, w))  # the heads' resize, back to the input size
 
     def predict_proba(self, X):
         """Class probabilities per pixel.
