@@ -55,7 +55,7 @@ def _group_split(groups, fraction, rng):
     names, inverse = np.unique(groups, return_inverse=True)
     chosen, n_valid, target = [], 0, fraction * len(groups)
     for g in rng.permutation(len(names)):
-        if n_valid >= target or target == 0:
+        if n_valid >= target:
             break
         chosen.append(g)
         n_valid += int(np.sum(inverse == g))
