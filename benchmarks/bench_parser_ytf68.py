@@ -158,6 +158,7 @@ def main(argv=None):
     X_train, y_train = images[train_idx], masks[train_idx]
     X_test, y_test = images[test_idx], masks[test_idx]
 
+    heads = {"module__head_stages": tuple(args.head_stages)}
     params = dict(image_size=args.image_size, classes=CLASSES, width=args.width, batch_size=args.batch_size,
                   lr=args.lr, warmup_steps=args.warmup_steps, scale_range=tuple(args.scale_range),
                   device=args.device, random_state=args.seed)
@@ -168,15 +169,14 @@ def main(argv=None):
     else:  # calibration: time per training image, from the second of two short epochs
         n_cal = min(len(X_train), 4 * args.batch_size)
         t0 = time.perf_counter()
-        cal = FaceParser(max_epochs=2, net_kwargs={"module__head_stages": tuple(args.head_stages)},
-                         **params).fit(X_train[:n_cal], y_train[:n_cal])
+        cal = FaceParser(max_epochs=2, net_kwargs=heads, **params).fit(X_train[:n_cal], y_train[:n_cal])
         calibration_s = time.perf_counter() - t0
         per_image_s = cal.net_.history[-1, "dur"] / n_cal
         # an upper bound: FitBudget shortens the schedule when epochs turn out slower
         epochs = max(1, int(1.5 * budget_s / (per_image_s * len(X_train))))
 
     limit = FitBudget(budget_s)
-    net_kwargs = {"callbacks": [("fit_budget", limit)], "module__head_stages": tuple(args.head_stages)}
+    net_kwargs = {"callbacks": [("fit_budget", limit)], **heads}
     est = FaceParser(max_epochs=epochs, verbose=1, net_kwargs=net_kwargs, **params)
     t0 = time.perf_counter()
     est.fit(X_train, y_train)

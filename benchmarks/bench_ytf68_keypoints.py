@@ -80,7 +80,8 @@ def run_model(params, X_tr, y_tr, X_te, y_te68, cols, budget, repeats):
     res.update(params={**params, "net_kwargs": {k: v for k, v in net_kwargs.items() if k != "callbacks"}}, epochs=len(model.history_), fit_seconds=fit_wall,
                fit_cpu_seconds=fit_cpu, predict_images_per_s=len(X_te) / speed["median_s"],
                predict_timing=speed, valid_mae_px_by_epoch=[round(v, 3) for v in
-                                                            model.history_[:, "valid_mae_px"]])
+                                                            model.history_[:, "valid_mae_px"]],
+               train_mae_px_last_epoch=model.history_[-1].get("train_mae_px"))
     return res
 
 

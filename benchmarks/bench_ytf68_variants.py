@@ -13,25 +13,11 @@ CI:   python benchmarks/bench_ytf68_variants.py --smoke
 """
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import YTF68_DIR, metadata, parser, write_results  # noqa: E402
-from bench_ytf68_keypoints import evaluate, load_split, nose_columns  # noqa: E402
-
-from skkp import NoseKeypointRegressor  # noqa: E402
-
-
-def run_variant(params, X_tr, y_tr, X_te, y_te68, cols):
-    model = NoseKeypointRegressor(random_state=0, **params)
-    t0, c0 = time.perf_counter(), time.process_time()
-    model.fit(X_tr, y_tr)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    res = evaluate(y_te68, model.predict(X_te), cols)
-    last = model.history_[-1]
-    return {"params": params, **res, "fit_seconds": wall, "fit_cpu_seconds": cpu, "epochs": len(model.history_),
-            "train_mae_px_last_epoch": last.get("train_mae_px"), "valid_mae_px_last_epoch": last.get("valid_mae_px")}
+from bench_ytf68_keypoints import load_split, nose_columns, run_model  # noqa: E402
 
 
 def main():
@@ -56,7 +42,8 @@ def main():
                "setup": {"n_train": len(X_tr), "n_test": len(X_te), "people_train_test": n_people},
                "variants": []}
     for params in variants:
-        res = run_variant(params, X_tr, y_tr68[:, cols], X_te, y_te68, cols)
+        res = run_model({"random_state": 0, **params}, X_tr, y_tr68[:, cols], X_te, y_te68, cols, None, 1)
+        res["valid_mae_px_last_epoch"] = res["valid_mae_px_by_epoch"][-1]
         results["variants"].append(res)
         print(json.dumps({k: res[k] for k in ("params", "mae_px", "nme", "fit_seconds")}), flush=True)
     write_results(results, args.json)

@@ -25,6 +25,12 @@ def _f(x, fmt="{:.2f}"):
     return "n/a" if x is None else fmt.format(x)
 
 
+def _error_cells(r):
+    """MAE, NME and failure-rate cells of a keypoint result row."""
+    return (f"{_f(r['mae_px'])} | {_f(100 * r['nme'], '{:.1f}%')} | "
+            f"{_f(100 * r['failure_rate_0.10'], '{:.0f}%')}")
+
+
 def keypoint_section(lines):
     runs = [(p.stem, json.loads(p.read_text())) for p in sorted((HERE / "results").glob("ytf68_keypoints*.json"))]
     if not runs:
@@ -39,8 +45,7 @@ def keypoint_section(lines):
               "| model | run | MAE (px @96) | nose NME | failure rate | epochs | training s | torch threads "
               "| predict img/s |", "|---|---|---|---|---|---|---|---|---|"]
     mp = runs[0][1]["mean_predictor"]
-    lines.append(f"| mean predictor | | {_f(mp['mae_px'])} | {_f(100 * mp['nme'], '{:.1f}%')} | "
-                 f"{_f(100 * mp['failure_rate_0.10'], '{:.0f}%')} | | | | |")
+    lines.append(f"| mean predictor | | {_error_cells(mp)} | | | | |")
     for stem, res in runs:
         threads = (res.get("meta") or {}).get("torch_threads")
         rows = [(f"`{a}`, stopped at a {res['setup']['budget_cpu_s']:.0f} s budget", r)
@@ -51,8 +56,7 @@ def keypoint_section(lines):
             rows.append(("all 68 points, defaults with `schema='ibug68'` (NME over 68 points)",
                          res["full_face_68"]))
         for name, r in rows:
-            lines.append(f"| {name} | `{stem}` | {_f(r['mae_px'])} | {_f(100 * r['nme'], '{:.1f}%')} | "
-                         f"{_f(100 * r['failure_rate_0.10'], '{:.0f}%')} | {r['epochs']} | "
+            lines.append(f"| {name} | `{stem}` | {_error_cells(r)} | {r['epochs']} | "
                          f"{r['fit_seconds']:.0f} | {threads} | {r['predict_images_per_s']:.0f} |")
     lines.append("")
     lines += [f"- `{stem}`: " + _meta_line(res) for stem, res in runs]
@@ -63,18 +67,15 @@ def keypoint_section(lines):
                   "| change | MAE (px @96) | nose NME | failure rate | last-epoch train MAE (augmented) "
                   "| last-epoch valid MAE (seen people) | training s |", "|---|---|---|---|---|---|---|"]
         for r in var["variants"]:
-            lines.append(f"| `{json.dumps(r['params'])}` | {_f(r['mae_px'])} | {_f(100 * r['nme'], '{:.1f}%')} | "
-                         f"{_f(100 * r['failure_rate_0.10'], '{:.0f}%')} | {_f(r['train_mae_px_last_epoch'])} | "
+            lines.append(f"| `{json.dumps(r['params'])}` | {_error_cells(r)} | {_f(r['train_mae_px_last_epoch'])} | "
                          f"{_f(r['valid_mae_px_last_epoch'])} | {r['fit_seconds']:.0f} |")
         extra = var.get("trained_on_68_points_scored_on_nose")
         if extra:
-            lines.append(f"| `{json.dumps(extra['params'])}`, scored on the 9 nose points | {_f(extra['mae_px'])} "
-                         f"| {_f(100 * extra['nme'], '{:.1f}%')} | {_f(100 * extra['failure_rate_0.10'], '{:.0f}%')} "
+            lines.append(f"| `{json.dumps(extra['params'])}`, scored on the 9 nose points | {_error_cells(extra)} "
                          f"| | | {extra['fit_seconds']:.0f} |")
         ens = var.get("ensemble_of_2")
         if ens:
-            lines.append(f"| mean of the two `random_state` rows above (an ensemble of 2) | {_f(ens['mae_px'])} | "
-                         f"{_f(100 * ens['nme'], '{:.1f}%')} | {_f(100 * ens['failure_rate_0.10'], '{:.0f}%')} | | | |")
+            lines.append(f"| mean of the two `random_state` rows above (an ensemble of 2) | {_error_cells(ens)} | | | |")
         lines += ["", var.get("note", ""), "", _meta_line(var), ""]
 
 
