@@ -5,6 +5,7 @@ Parameter names follow torchvision's ``resnet18`` state dict (``conv1``, ``bn1``
 so ImageNet weights can be loaded from a local ``.pth`` file with
 :func:`load_backbone_weights` -- no download, no torchvision dependency.
 """
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,8 +28,13 @@ def _conv3x3(in_ch, out_ch, stride=1):
     return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
 
 
+@functools.lru_cache(maxsize=64)
 def _interp_matrix(n_in, n_out, dtype, device):
-    """(n_out, n_in) weights of 1-D linear interpolation, PyTorch's ``align_corners=False`` rule."""
+    """(n_out, n_in) weights of 1-D linear interpolation, PyTorch's ``align_corners=False`` rule.
+
+    Cached: training asks for the same few sizes at every step, and on a GPU
+    each new matrix would be built on the CPU and copied over. Callers must not
+    modify the returned tensor."""
     src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
     i0 = src.floor().long().clamp(max=n_in - 1)
     i1 = (i0 + 1).clamp(max=n_in - 1)
