@@ -1,16 +1,28 @@
 """skkp: scikit-learn compatible estimators for facial keypoints.
 
-Public API is re-exported here; see ``docs/`` for the user guide.
+Public API is re-exported here; see ``docs/`` for the user guide. The estimators
+are imported on first use, so ``import skkp`` (and the numpy-only modules
+``skkp.schemas``, ``skkp.datasets``, ``skkp.metrics``, ``skkp.edges``) do not
+load torch or skorch.
 """
-from importlib.metadata import PackageNotFoundError, version
+import importlib
 
-try:
-    __version__ = version("skkp")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from ._version import __version__
 
-from .edges import MaskEdgeKeypoints, mask_edge_keypoints
-from .keypoints import NoseKeypointRegressor
-from .parsing import FaceParser
+#: public name -> module that defines it
+_LAZY = {"FaceParser": "parsing", "MaskEdgeKeypoints": "edges", "NoseKeypointRegressor": "keypoints",
+         "mask_edge_keypoints": "edges"}
 
 __all__ = ["FaceParser", "MaskEdgeKeypoints", "NoseKeypointRegressor", "mask_edge_keypoints", "__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,17 +1,25 @@
 """The one place that turns user input into checked arrays, with clear messages.
 
-Every check raises ``ValueError`` or ``TypeError`` naming the argument and what
-was expected, before any training starts; inputs are never modified in place.
+Every check raises ``TypeError`` for a wrong type and ``ValueError`` for a wrong
+value, naming the argument and what was expected, before any training starts;
+inputs are never modified in place. Numpy only (no torch).
+
+What pixel values mean, for every estimator, plotting and the data helpers
+(:func:`pixel_scale`): integer images (uint8 and the other integer types) are on
+the 0-255 scale; a float image array whose values all lie in [0, 1] is on the 0-1
+scale, any other float array on the 0-255 scale. Values above 255 are an error.
 """
 from collections import namedtuple
 
 import numpy as np
-import torch
 
-#: What :func:`check_images` returns: the pixel array for the network, whether X
-#: held images or a plain feature matrix, the channel count the user passed
-#: (1 gray, 3 colour; 0 for features) and the (height, width) of the input.
-CheckedImages = namedtuple("CheckedImages", "data kind n_channels_in image_shape")
+from .schemas import IGNORE_INDEX
+
+#: What :func:`check_images` returns: the pixel array for the network (0-1 scale
+#: for images, see :func:`pixel_scale`), whether X held images or a plain feature
+#: matrix, the channel count the user passed (1 gray, 3 colour; 0 for features),
+#: the (height, width) of the input and the scale its values were read on.
+CheckedImages = namedtuple("CheckedImages", "data kind n_channels_in image_shape pixel_scale")
 
 
 def _as_numeric_array(X, name, what="an array-like of numbers", strict=False):
@@ -49,12 +57,59 @@ def _to_gray(images):
     return images.astype(np.float32, copy=False) @ weights
 
 
+def pixel_scale(arr, name="X"):
+    """The scale pixel values are read on: 1.0 (0-1) or 255.0 (0-255), by skkp's one rule.
+
+    Integer images are on the 0-255 scale; a float array whose finite values all lie
+    in [0, 1] is on the 0-1 scale, any other float array on the 0-255 scale. The
+    decision is taken once for the whole array, so one call never mixes scales.
+
+    Raises
+    ------
+    ValueError
+        When a value exceeds 255 (e.g. uint16 images: convert them to uint8 first).
+
+    Examples
+    --------
+    >>> pixel_scale(np.array([0, 200], np.uint8)), pixel_scale(np.array([0.0, 0.5]))
+    (255.0, 1.0)
+    >>> pixel_scale(np.array([0.0, 200.0]))
+    255.0
+    """
+    arr = np.asarray(arr)
+    if arr.dtype == np.uint8 or arr.size == 0:
+        return 255.0
+    finite = arr[np.isfinite(arr)] if np.issubdtype(arr.dtype, np.floating) else arr
+    hi = finite.max() if finite.size else 0
+    if hi > 255:
+        raise ValueError(f"{name} has pixel values up to {hi}, but images are read on the 0-255 scale "
+                         f"(uint8) or the 0-1 scale (floats); convert it, e.g. uint16 images with "
+                         f"(X >> 8).astype(np.uint8).")
+    if np.issubdtype(arr.dtype, np.floating) and (not finite.size or (finite.min() >= 0 and hi <= 1)):
+        return 1.0
+    return 255.0
+
+
+def check_not_single_image(arr, name="X"):
+    """Refuse one (H, W, 3) or (H, W, 1) image where a stack of images is expected.
+
+    Examples
+    --------
+    >>> check_not_single_image(np.zeros((2, 32, 32)))
+    """
+    if arr.ndim == 3 and arr.shape[-1] in (1, 3) and min(arr.shape[:2]) > 3:
+        raise ValueError(f"{name} with shape {arr.shape} looks like one (H, W, {arr.shape[-1]}) image; "
+                         f"estimators take a stack of images (n, H, W[, C]): pass {name}[None] for a "
+                         f"single image.")
+
+
 def check_images(X, *, allow_features=False, min_size=16, name="X"):
     """Turn user images into a float32 array of shape (n, 1, H, W).
 
     Accepted layouts: flattened square rows (n, H*W), (n, H, W), (n, H, W, 1),
     (n, 1, H, W), colour (n, H, W, 3) or (n, 3, H, W), which is converted to
-    gray. uint8 is scaled to [0, 1]; floats are kept as they are. With
+    gray. Pixels are brought to the 0-1 scale by :func:`pixel_scale` (plain
+    feature matrices are kept as they are). With
     ``allow_features=True`` a 2-D matrix whose rows are not square images of at
     least ``min_size`` pixels is returned as plain features (n, p).
 
@@ -85,7 +140,6 @@ def check_images(X, *, allow_features=False, min_size=16, name="X"):
     if arr.size == 0:
         raise ValueError(f"{name} is empty: found array with 0 feature(s) (shape={arr.shape}) while a "
                          f"minimum of 1 is required.")
-    scale = 1.0 / 255.0 if arr.dtype == np.uint8 else 1.0
     n_channels = 1
     if arr.ndim == 1:
         raise ValueError(f"Expected 2D array, got 1D array instead: {name} must be (n_samples, n_features) "
@@ -97,9 +151,9 @@ def check_images(X, *, allow_features=False, min_size=16, name="X"):
         square = side * side == arr.shape[1] and side >= min_size
         if not square:
             if allow_features:
-                data = arr.astype(np.float32) * np.float32(scale)
+                data = arr.astype(np.float32)
                 _check_finite(data, name)
-                return CheckedImages(data, "features", 0, None)
+                return CheckedImages(data, "features", 0, None, None)
             raise ValueError(
                 f"{name} with shape {arr.shape} is 2-D but its rows are not flattened square images of at "
                 f"least {min_size}x{min_size} pixels ({arr.shape[1]} values per row). Pass images as "
@@ -107,6 +161,7 @@ def check_images(X, *, allow_features=False, min_size=16, name="X"):
                 f"plain feature vectors.")
         imgs = arr.reshape(arr.shape[0], side, side)
     elif arr.ndim == 3:
+        check_not_single_image(arr, name)
         imgs = arr
     elif arr.ndim == 4:
         if arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
@@ -123,9 +178,12 @@ def check_images(X, *, allow_features=False, min_size=16, name="X"):
     if min(imgs.shape[1:]) < min_size:
         raise ValueError(f"{name} holds images of {imgs.shape[1]}x{imgs.shape[2]} pixels; images must be at "
                          f"least {min_size}x{min_size}.")
-    data = imgs.astype(np.float32)[:, None] * np.float32(scale)
+    scale = pixel_scale(arr, name)
+    data = imgs.astype(np.float32)[:, None]
     _check_finite(data, name)
-    return CheckedImages(data, "image", n_channels, tuple(imgs.shape[1:]))
+    if scale != 1.0:
+        data /= np.float32(scale)
+    return CheckedImages(data, "image", n_channels, tuple(imgs.shape[1:]), scale)
 
 
 def _check_finite(arr, name):
@@ -178,19 +236,38 @@ def check_keypoint_targets(y, n_samples, *, allow_any_width=False, name="y"):
     return out
 
 
-def resolve_device(device, name="device"):
-    """Map ``"auto"`` to ``"cuda"`` when available, else ``"cpu"``; check other values."""
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
-    device = str(device)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" or device == "cuda" or device.startswith("cuda:") or device == "mps":
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"{name}={device!r} was requested but CUDA is not available on this machine; "
-                             f"use device='auto' or 'cpu'.")
-        return device
-    raise ValueError(f"{name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
+def check_points(points, name="keypoints", n_samples=None):
+    """Keypoints as a new float64 array of shape (n, K, 2), the one check for point arrays.
+
+    ``points`` is (n, 2K) as ``x0, y0, x1, y1, ...`` or (n, K, 2); NaN marks a
+    missing point, infinity is an error. ``n_samples`` (if given) is the number
+    of rows expected.
+
+    Returns
+    -------
+    points : ndarray of shape (n, K, 2)
+        Always a copy; ``points`` is never written to.
+
+    Examples
+    --------
+    >>> check_points([[0, 1, 2, 3]]).shape
+    (1, 2, 2)
+    """
+    arr = _as_numeric_array(points, name, what="keypoints of shape (n, 2K) or (n, K, 2)")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); expected keypoints (n, 2K) or (n, K, 2).")
+    if arr.ndim == 2 and arr.shape[1] % 2 == 0:
+        out = arr.reshape(arr.shape[0], -1, 2).astype(np.float64)
+    elif arr.ndim == 3 and arr.shape[2] == 2:
+        out = arr.astype(np.float64)
+    else:
+        raise ValueError(f"{name} must have shape (n, 2K) as x0, y0, x1, y1, ... or (n, K, 2); "
+                         f"got {arr.shape}.")
+    if n_samples is not None and out.shape[0] != n_samples:
+        raise ValueError(f"{name} has {out.shape[0]} rows but there are {n_samples} images.")
+    if np.isinf(out).any():
+        raise ValueError(f"{name} contains infinity; use NaN to mark a missing point.")
+    return out
 
 
 def check_label_maps(X, n_classes, *, name="X", allow_single=False, image_shape=None):
@@ -261,17 +338,17 @@ def check_parsing_X(X, name="X"):
     """Turn user images into a new uint8 RGB array of shape (n, H, W, 3).
 
     Accepted: (n, H, W, 3) RGB, (n, H, W) or (n, H, W, 1) gray (repeated to three
-    channels); uint8, or integer/float values on the 0-255 scale (rounded).
+    channels); pixel values as :func:`pixel_scale` reads them (uint8, integers on
+    the 0-255 scale, floats on the 0-1 or 0-255 scale), rounded to uint8.
 
     Examples
     --------
     >>> check_parsing_X(np.zeros((2, 8, 6), np.uint8)).shape
     (2, 8, 6, 3)
     """
-    import warnings
-
-    arr = _as_numeric_array(X, name, what="images (n, H, W, 3) or (n, H, W) of pixel values (0-255)",
+    arr = _as_numeric_array(X, name, what="images (n, H, W, 3) or (n, H, W) of pixel values",
                             strict=True)
+    check_not_single_image(arr, name)
     if arr.ndim == 4 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if not (arr.ndim == 3 or (arr.ndim == 4 and arr.shape[-1] == 3)):
@@ -283,19 +360,16 @@ def check_parsing_X(X, name="X"):
     if arr.dtype != np.uint8:
         if not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinity")
-        lo, hi = arr.min(), arr.max()
-        if lo < 0 or hi > 255:
-            raise ValueError(f"{name} values must be in [0, 255] (uint8 scale); got range [{lo}, {hi}]")
-        if np.issubdtype(arr.dtype, np.floating) and 0 < hi <= 1:
-            warnings.warn(f"{name} is float with values in [0, 1]; pixel values are read on the "
-                          "0-255 scale, so the images will look almost black", UserWarning, stacklevel=3)
-        arr = np.rint(arr).astype(np.uint8)
+        if arr.min() < 0:
+            raise ValueError(f"{name} has negative pixel values (minimum {arr.min()}); pixels are on the "
+                             f"0-255 scale, or 0-1 for floats")
+        arr = np.rint(arr * (255.0 / pixel_scale(arr, name))).astype(np.uint8)
     if arr.ndim == 3:
         arr = np.repeat(arr[..., None], 3, axis=-1)
     return np.array(arr, dtype=np.uint8, copy=True, order="C")
 
 
-def check_parsing_y(y, shape, n_classes, ignore_index=255, name="y"):
+def check_parsing_y(y, shape, n_classes, ignore_index=IGNORE_INDEX, name="y"):
     """Check label maps against the images' ``shape`` (n, H, W); returns a new uint8 array.
 
     Labels must be integers in ``[0, n_classes)`` or ``ignore_index``.
@@ -328,7 +402,7 @@ def check_parsing_y(y, shape, n_classes, ignore_index=255, name="y"):
     return arr.astype(np.uint8)
 
 
-def check_parsing_X_y(X, y, n_classes, ignore_index=255):
+def check_parsing_X_y(X, y, n_classes, ignore_index=IGNORE_INDEX):
     """:func:`check_parsing_X` and :func:`check_parsing_y` together -> (X, y) new arrays."""
     if y is None:  # before looking at X, so the message is about the missing target
         check_parsing_y(None, (), n_classes, ignore_index)

@@ -4,7 +4,6 @@ One 2x3 affine matrix moves an image, its keypoints and its label map together,
 so geometry never drifts between them. Coordinates follow OpenCV: the centre of
 pixel ``(col, row)`` is at ``x = col, y = row``.
 """
-import warnings
 
 import cv2
 import numpy as np
@@ -112,46 +111,6 @@ def swap_pairs(points, pairs):
 #: ImageNet channel statistics (RGB, 0-1 scale), used to normalise network input.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def flip_lut(classes, ignore_index=255):
-    """Label lookup table for a horizontal flip: swaps ``l_*`` and ``r_*`` classes.
-
-    Class ``l_x`` is paired with ``r_x`` (and ``left_x`` with ``right_x``) when
-    both names are present; all other labels, ``ignore_index`` included, map to
-    themselves. CelebAMask-HQ's ``ear_r`` (earring) and ``neck_l`` (necklace) are
-    not sides and stay as they are.
-
-    Parameters
-    ----------
-    classes : sequence of str
-        Class names; position = label value.
-    ignore_index : int, default=255
-        Kept unchanged (every label not in ``classes`` is).
-
-    Returns
-    -------
-    lut : ndarray of shape (256,), uint8
-        ``lut[labels]`` relabels a flipped uint8 label map.
-
-    Examples
-    --------
-    >>> lut = flip_lut(["background", "skin", "l_eye", "r_eye"])
-    >>> lut[[0, 1, 2, 3, 255]]
-    array([  0,   1,   3,   2, 255], dtype=uint8)
-    """
-    names = [str(c) for c in classes]
-    if len(names) > 255:
-        raise ValueError(f"classes must hold at most 255 names (label 255 is reserved); got {len(names)}")
-    index = {name: i for i, name in enumerate(names)}
-    lut = np.arange(256, dtype=np.uint8)
-    for left, right in (("l_", "r_"), ("left_", "right_")):
-        for name, i in index.items():
-            if name.startswith(left):
-                j = index.get(right + name[len(left):])
-                if j is not None:
-                    lut[i], lut[j] = j, i
-    return lut
 
 
 def scale_crop_matrix(rng, shape, size, scale=(0.75, 2.0), flip=False):
@@ -271,49 +230,3 @@ def random_parsing_transform(rng, image, labels, size, lut=None, scale=(0.75, 2.
     if jitter:
         out_image = color_jitter(rng, out_image, jitter, jitter, jitter)
     return out_image, out_labels
-
-
-def infer_flip_pairs(y, tol=0.2):
-    """Left/right keypoint pairs read off the mirror symmetry of the mean shape.
-
-    The mean of the shapes, each centred and scaled to unit size (NaN-aware),
-    is mirrored about its vertical centre line and
-    each mirrored point is matched to the nearest point. When the matching is
-    an involution (i -> j -> i) and every match lies within ``tol`` times the
-    shape's RMS radius, the shape is left/right symmetric and the matched
-    pairs (i != j) are returned; otherwise ``()``, meaning "do not flip".
-
-    Parameters
-    ----------
-    y : ndarray of shape (n, 2K)
-    tol : float
-
-    Returns
-    -------
-    tuple of (int, int)
-
-    Examples
-    --------
-    >>> y = np.array([[10.0, 10.0, 30.0, 10.0, 20.0, 25.0]])  # two eyes and a nose tip
-    >>> infer_flip_pairs(y)
-    ((0, 1),)
-    """
-    shapes = np.asarray(y, dtype=np.float64).reshape(len(y), -1, 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows or columns
-        # each shape centred and scaled to unit RMS radius first, so position and size do not matter
-        shapes = shapes - np.nanmean(shapes, axis=1, keepdims=True)
-        shapes = shapes / np.sqrt(np.nanmean((shapes ** 2).sum(axis=2), axis=1))[:, None, None]
-        pts = np.nanmean(shapes, axis=0)
-    k = len(pts)
-    if k < 2 or np.isnan(pts).any():
-        return ()
-    centre = pts.mean(axis=0)
-    radius = np.sqrt(((pts - centre) ** 2).sum(axis=1).mean())
-    mirrored = pts.copy()
-    mirrored[:, 0] = 2 * centre[0] - pts[:, 0]
-    dist = np.linalg.norm(mirrored[:, None] - pts[None], axis=-1)
-    match = dist.argmin(axis=1)
-    if radius == 0 or not (match[match] == np.arange(k)).all() or dist[np.arange(k), match].max() > tol * radius:
-        return ()
-    return tuple((i, int(j)) for i, j in enumerate(match) if i < j)

@@ -12,12 +12,13 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 from skorch.helper import predefined_split
 
-from . import __version__
+from ._version import __version__
 from ._keypoint_data import (KeypointDataset, PixelMAE, SetEpoch, from_unit, rescale_points, resize_images,
                              to_unit)
 from ._skorch_utils import isolated_rng, prepare_for_pickle
-from ._validation import check_groups, check_images, check_keypoint_targets, resolve_device
-from .augment import infer_flip_pairs
+from ._training import resolve_device
+from ._validation import check_groups, check_images, check_keypoint_targets
+from .schemas import infer_flip_pairs
 from .datasets import KEYPOINT_SCHEMAS
 from .losses import MaskedKeypointLoss
 from .nets import ARCHITECTURES, build_keypoint_net

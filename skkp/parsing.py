@@ -13,8 +13,10 @@ from skorch.callbacks import Callback, LRScheduler
 from torch.optim.lr_scheduler import LambdaLR
 
 from ._skorch_utils import isolated_rng, prepare_for_pickle
-from ._validation import check_parsing_X, check_parsing_X_y, resolve_device
-from .augment import flip_lut, normalize_image, random_parsing_transform
+from ._training import resolve_device
+from ._validation import check_parsing_X, check_parsing_X_y
+from .augment import normalize_image, random_parsing_transform
+from .schemas import flip_lut
 from .datasets._faces import CELEBAMASK_CLASSES
 from .losses import MultiHeadLoss, OhemCrossEntropy
 from .metrics import mean_iou

@@ -5,14 +5,8 @@ import cv2
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._faces import CELEBAMASK_CLASSES
+from ..schemas import BISENET_CLASSES, CELEBAMASK_CLASSES, IGNORE_INDEX, check_class_names
 
-#: Class order of face-parsing.PyTorch (BiSeNet) checkpoints: same 19 names as
-#: :data:`CELEBAMASK_CLASSES`, other indices.
-BISENET_CLASSES = (
-    "background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",
-    "ear_r", "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat",
-)
 _ORDERS = {"celebamask": CELEBAMASK_CLASSES, "bisenet": BISENET_CLASSES}
 _IMAGE_DIR = "CelebA-HQ-img"
 _MASK_DIR = "CelebAMask-HQ-mask-anno"
@@ -27,11 +21,7 @@ def _order(value, name):
             raise ValueError(f"{name} must be one of {sorted(_ORDERS)} or a sequence of class "
                              f"names, got {value!r}")
         return _ORDERS[value]
-    names = tuple(value)
-    if not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
-        raise ValueError(f"{name} must be a sequence of distinct class names, got {value!r}")
-    if len(names) > 255:
-        raise ValueError(f"{name} has {len(names)} classes; at most 255 fit in uint8 labels")
+    names = tuple(check_class_names(value, name))
     return names
 
 
@@ -63,10 +53,10 @@ def convert_class_order(labels, source="celebamask", target="bisenet"):
     arr = np.asarray(labels)
     if arr.dtype.kind not in "iub":
         raise TypeError(f"labels must be an integer array, got dtype {arr.dtype}")
-    bad = (arr < 0) | ((arr >= len(src)) & (arr != 255))
+    bad = (arr < 0) | ((arr >= len(src)) & (arr != IGNORE_INDEX))
     if bad.any():
         raise ValueError(f"labels must be in 0..{len(src) - 1} or 255, found {arr[bad].flat[0]}")
-    lut = np.full(256, 255, dtype=np.uint8)
+    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     lut[:len(src)] = [dst.index(c) for c in src]
     return lut[arr.astype(np.intp)]
 

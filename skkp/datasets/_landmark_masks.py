@@ -4,7 +4,7 @@ import numbers
 import cv2
 import numpy as np
 
-from ._faces import CELEBAMASK_CLASSES
+from ..schemas import CELEBAMASK_CLASSES
 
 _SHIFT = 4                      # cv2 fixed-point bits: vertices at 1/16 pixel
 _ONE = float(1 << _SHIFT)

@@ -1,4 +1,4 @@
-"""Synthetic nose images with exact keypoints, and the named nose keypoint schemas.
+"""Synthetic nose images with exact keypoints (their schemas are in :mod:`skkp.schemas`).
 
 Every image is rendered from a random shape in *canonical* units (nose length
 about 1, ``u`` towards the image's right, ``v`` downwards), mapped to pixels by a
@@ -11,52 +11,12 @@ import cv2
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._schemas import KeypointSchema
-
-NOSE_SCHEMAS = {
-    "frontal": KeypointSchema(
-        "nose_frontal",
-        ("nasion", "pronasale", "left_alare", "right_alare", "left_nostril", "right_nostril",
-         "subnasale"),
-        flip_pairs=((2, 3), (4, 5)), normalizer=(2, 3),
-        description="nose seen from the front: bridge top, tip, alar wings, nostrils, base"),
-    "side": KeypointSchema(
-        "nose_side", ("nasion", "dorsum", "pronasale", "columella", "subnasale"),
-        flip_pairs=(), normalizer=(0, 2),
-        description="nose in profile (facing the image's right), points on the silhouette"),
-    "bottom": KeypointSchema(
-        "nose_bottom",
-        ("pronasale", "columella", "subnasale", "left_nostril", "right_nostril",
-         "left_subalare", "right_subalare", "left_alare", "right_alare"),
-        flip_pairs=((3, 4), (5, 6), (7, 8)), normalizer=(7, 8),
-        description="nose base seen from below (tip at the top): nostrils, columella, alae"),
-}
+from ..schemas import NOSE_SCHEMAS, get_nose_schema
 
 # canonical unit in pixels, as a fraction of image_size (at scale 1)
 _UNIT = {"frontal": 0.62, "side": 0.62, "bottom": 0.8}
 _CHUNK = 16     # images rendered together (small enough to stay in cache)
 _TAB = 2.2      # the side profile is tabulated for v in [-_TAB, _TAB]
-
-
-def get_nose_schema(view):
-    """Return the :class:`KeypointSchema` of a nose ``view``.
-
-    Parameters
-    ----------
-    view : {"frontal", "side", "bottom"}
-
-    Returns
-    -------
-    schema : KeypointSchema
-
-    Examples
-    --------
-    >>> get_nose_schema("frontal").names[:2]
-    ('nasion', 'pronasale')
-    """
-    if not isinstance(view, str) or view not in NOSE_SCHEMAS:
-        raise ValueError(f"view must be one of {sorted(NOSE_SCHEMAS)}, got {view!r}")
-    return NOSE_SCHEMAS[view]
 
 
 # ----------------------------------------------------------------------------- shapes

@@ -16,58 +16,7 @@ import cv2
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._schemas import KeypointSchema
-
-#: The 15 Kaggle facial keypoints in file order; "left" is the subject's left.
-KAGGLE_KEYPOINT_NAMES = (
-    "left_eye_center", "right_eye_center", "left_eye_inner_corner", "left_eye_outer_corner",
-    "right_eye_inner_corner", "right_eye_outer_corner", "left_eyebrow_inner_end",
-    "left_eyebrow_outer_end", "right_eyebrow_inner_end", "right_eyebrow_outer_end",
-    "nose_tip", "mouth_left_corner", "mouth_right_corner", "mouth_center_top_lip",
-    "mouth_center_bottom_lip",
-)
-#: Point-index pairs that swap under a horizontal flip.
-KAGGLE_FLIP_PAIRS = ((0, 1), (2, 4), (3, 5), (6, 8), (7, 9), (11, 12))
-
-
-def _ibug68_names():
-    names = [f"jaw_{i:02d}" for i in range(17)]                 # 0-16, image left to right
-    names += [f"r_brow_{i}" for i in range(5)]                  # 17-21 (subject's right)
-    names += [f"l_brow_{i}" for i in range(5)]                  # 22-26
-    names += [f"nose_bridge_{i}" for i in range(4)]             # 27-30, 30 = tip
-    names += [f"nose_lower_{i}" for i in range(5)]              # 31-35, 33 = subnasale
-    names += [f"r_eye_{i}" for i in range(6)]                   # 36-41, 36 = outer corner
-    names += [f"l_eye_{i}" for i in range(6)]                   # 42-47, 45 = outer corner
-    names += [f"outer_lip_{i:02d}" for i in range(12)]          # 48-59, 48/54 = corners
-    names += [f"inner_lip_{i}" for i in range(8)]               # 60-67
-    return tuple(names)
-
-
-#: The 68 iBUG / 300-W point names; ``l_*``/``r_*`` are the subject's left/right.
-IBUG68_NAMES = _ibug68_names()
-#: Mirror pairs of the 300-W 68-point layout (0-based indices).
-IBUG68_FLIP_PAIRS = (
-    tuple((i, 16 - i) for i in range(8))                        # jaw
-    + tuple((17 + i, 26 - i) for i in range(5))                 # brows
-    + ((31, 35), (32, 34))                                      # nostrils
-    + ((36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46))  # eyes
-    + ((48, 54), (49, 53), (50, 52), (59, 55), (58, 56))        # outer lip
-    + ((60, 64), (61, 63), (67, 65))                            # inner lip
-)
-#: The 9 nose points (bridge 27-30, lower nose 31-35).
-IBUG68_NOSE = tuple(range(27, 36))
-
-#: Kaggle's 15 points; errors normalised by the inter-pupil distance (eye centres,
-#: the pair labelled in nearly every row).
-KAGGLE_SCHEMA = KeypointSchema(
-    "kaggle15", KAGGLE_KEYPOINT_NAMES, KAGGLE_FLIP_PAIRS, (0, 1),
-    "Kaggle Facial Keypoints Detection: 15 points on 96x96 grey faces")
-#: iBUG 300-W 68 points; errors normalised by the outer eye corners 36 and 45.
-IBUG68_SCHEMA = KeypointSchema(
-    "ibug68", IBUG68_NAMES, IBUG68_FLIP_PAIRS, (36, 45),
-    "iBUG 300-W 68 landmarks: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67")
-#: The 30 keypoint columns of Kaggle's ``training.csv``, in file order.
-KAGGLE_FEATURE_NAMES = tuple(f"{name}_{c}" for name in KAGGLE_KEYPOINT_NAMES for c in "xy")
+from ..schemas import KAGGLE_FEATURE_NAMES, KAGGLE_KEYPOINT_NAMES
 
 _KAGGLE_SIDE = 96
 _PERSON_RE = re.compile(r"^(.*)_\d+$")
