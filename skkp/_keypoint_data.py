@@ -1,11 +1,10 @@
-"""Data side of the keypoint estimator: coordinate frames, the training dataset with
-paired augmentation, and the callbacks that feed it and log pixel errors."""
-import cv2
+"""Data side of the keypoint estimator: the network frame, the training dataset with
+paired augmentation, and the callback that logs pixel errors."""
 import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from .augment import random_affine, swap_pairs, warp_image, warp_points
+from .augment import random_affine, resize_stack, swap_pairs, warp_image, warp_points
 
 
 # ----------------------------------------------------------------------------- coordinate frames
@@ -27,13 +26,75 @@ def rescale_points(y, shape_from, shape_to):
     return out
 
 
-def resize_images(images, size):
-    """(n, 1, H, W) float32 -> (n, 1, size, size)."""
-    h, w = images.shape[2:]
-    if (h, w) == (size, size):
-        return images
-    interp = cv2.INTER_AREA if (h > size and w > size) else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(im[0], (size, size), interpolation=interp) for im in images])[:, None]
+class KeypointFrame:
+    """The network's frame, used alike by fit and predict: inputs resized to
+    ``image_size`` and standardised with the statistics of fit, pixel coordinates of
+    the user's images <-> [-1, 1] units of the network image (plain feature
+    regression: features and targets standardised per column).
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the square network input.
+
+    Examples
+    --------
+    >>> from skkp._validation import check_images
+    >>> checked = check_images(np.zeros((2, 48, 48), np.uint8))
+    >>> frame = KeypointFrame(32).fit(checked, np.array([[23.5, 23.5], [0.0, 47.0]]))
+    >>> frame.targets(np.array([[23.5, 23.5]]), checked)
+    array([[0., 0.]], dtype=float32)
+    >>> frame.points(np.array([[0.0, 0.0]]), checked)
+    array([[23.5, 23.5]])
+    """
+
+    def __init__(self, image_size):
+        self.image_size = int(image_size)
+
+    def fit(self, checked, targets):
+        """Record the input statistics (and, for features, the target scaling) of fit."""
+        self.kind = checked.kind
+        if self.kind == "image":
+            data = self._resized(checked)
+            self.x_mean, self.x_std = np.float32(data.mean()), np.float32(data.std() or 1.0)
+            self.y_offset = self.y_scale = None
+        else:
+            data = checked.data
+            self.x_mean = data.mean(axis=0)
+            std = data.std(axis=0)
+            self.x_std = np.where(std > 0, std, 1.0).astype(np.float32)
+            mean_y, std_y = np.nan_to_num(np.nanmean(targets, axis=0)), np.nan_to_num(np.nanstd(targets, axis=0))
+            self.y_offset, self.y_scale = mean_y, np.where(std_y > 0, std_y, 1.0)
+        return self
+
+    def _resized(self, checked):
+        if checked.kind != "image":
+            return checked.data
+        return resize_stack(checked.data[:, 0], self.image_size)[:, None]
+
+    def inputs(self, checked):
+        """Network inputs (float32) for checked images or features."""
+        return ((self._resized(checked) - self.x_mean) / self.x_std).astype(np.float32)
+
+    def targets(self, targets, checked):
+        """(n, 2K) pixel coordinates of ``checked``'s images (or plain targets) -> network units."""
+        if self.kind == "image":
+            size = (self.image_size,) * 2
+            return to_unit(rescale_points(targets, checked.image_shape, size), self.image_size).astype(np.float32)
+        return ((targets - self.y_offset) / self.y_scale).astype(np.float32)
+
+    def points(self, outputs, checked):
+        """Network outputs -> (n, 2K) pixel coordinates of ``checked``'s images (or plain targets)."""
+        if self.kind == "image":
+            size = (self.image_size,) * 2
+            return rescale_points(from_unit(outputs, self.image_size), size, checked.image_shape)
+        return outputs * self.y_scale + self.y_offset
+
+    def px_per_unit(self, n_outputs):
+        """Pixels (or target units) per network unit, per output column."""
+        if self.kind == "image":
+            return np.full(n_outputs, self.image_size / 2.0)
+        return self.y_scale
 
 
 # ----------------------------------------------------------------------------- data
@@ -85,16 +146,6 @@ class KeypointDataset(torch.utils.data.Dataset):
         b = rng.uniform(-a["brightness"], a["brightness"]) if a["brightness"] else 0.0
         img = (img * np.float32(c) + np.float32(b))[None]
         return torch.from_numpy(img), torch.from_numpy(to_unit(pts, size).astype(np.float32).ravel())
-
-
-class SetEpoch(Callback):
-    """Tell the training dataset which epoch starts, so augmentation differs per epoch."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def on_epoch_begin(self, net, **kwargs):
-        self.dataset.epoch = len(net.history) - 1
 
 
 class PixelMAE(Callback):

@@ -8,6 +8,8 @@ pixel ``(col, row)`` is at ``x = col, y = row``.
 import cv2
 import numpy as np
 
+from .schemas import IGNORE_INDEX
+
 
 def affine_matrix(center, angle=0.0, scale=1.0, shift=(0.0, 0.0), flip_width=None):
     """Build a 2x3 matrix: optional horizontal flip, then rotation/scale about
@@ -80,7 +82,33 @@ def warp_image(image, M, size, border_value=0.0, interpolation=cv2.INTER_LINEAR)
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
 
 
-def warp_labels(labels, M, size, ignore_index=255):
+def resize_stack(images, size, labels=False):
+    """Resize each image of a stack (n, H, W[, C]) to ``size`` x ``size``, the one resize rule.
+
+    Images use ``cv2.INTER_AREA`` when no side grows (it averages, so shrinking does
+    not alias) and ``cv2.INTER_LINEAR`` otherwise; label maps (``labels=True``) use
+    nearest neighbour. A stack already of that size is returned as it is, else a new
+    array of the same dtype.
+
+    Examples
+    --------
+    >>> resize_stack(np.zeros((2, 40, 30), np.uint8), 32).shape
+    (2, 32, 32)
+    """
+    n, h, w = images.shape[:3]
+    if (h, w) == (size, size):
+        return images
+    if labels:
+        interpolation = cv2.INTER_NEAREST
+    else:
+        interpolation = cv2.INTER_AREA if (h >= size and w >= size) else cv2.INTER_LINEAR
+    out = np.empty((n, size, size) + images.shape[3:], dtype=images.dtype)
+    for i in range(n):
+        out[i] = cv2.resize(images[i], (size, size), interpolation=interpolation).reshape(out.shape[1:])
+    return out
+
+
+def warp_labels(labels, M, size, ignore_index=IGNORE_INDEX):
     """Apply ``M`` to an integer label map (nearest neighbour; outside -> ``ignore_index``)."""
     out = cv2.warpAffine(labels.astype(np.uint8), M, (int(size), int(size)), flags=cv2.INTER_NEAREST,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=int(ignore_index))
@@ -111,6 +139,13 @@ def swap_pairs(points, pairs):
 #: ImageNet channel statistics (RGB, 0-1 scale), used to normalise network input.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_image(image):
+    """(H, W, 3) RGB on the 0-255 scale -> float32 (3, H, W) with ImageNet mean/std."""
+    out = np.asarray(image, dtype=np.float32) / 255.0
+    out = (out - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
 def scale_crop_matrix(rng, shape, size, scale=(0.75, 2.0), flip=False):
@@ -174,15 +209,8 @@ def color_jitter(rng, image, brightness=0.5, contrast=0.5, saturation=0.5):
     return np.clip(out, 0.0, 255.0)
 
 
-def normalize_image(image):
-    """(H, W, 3) RGB on the 0-255 scale -> float32 (3, H, W) with ImageNet mean/std."""
-    out = np.asarray(image, dtype=np.float32) / 255.0
-    out = (out - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
-
-
 def random_parsing_transform(rng, image, labels, size, lut=None, scale=(0.75, 2.0), flip=True,
-                             jitter=0.5, ignore_index=255):
+                             jitter=0.5, ignore_index=IGNORE_INDEX):
     """Augment an RGB image and its label map together, for training a parser.
 
     One affine matrix (mirror with probability 0.5 if ``flip``, random scale in
@@ -205,7 +233,7 @@ def random_parsing_transform(rng, image, labels, size, lut=None, scale=(0.75, 2.
     flip : bool, default=True
     jitter : float, default=0.5
         Brightness, contrast and saturation strength; 0 turns it off.
-    ignore_index : int, default=255
+    ignore_index : int, default=IGNORE_INDEX (255)
 
     Returns
     -------

@@ -5,23 +5,19 @@ import warnings
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_feature_names, check_is_fitted
 from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 from skorch.helper import predefined_split
 
-from ._version import __version__
-from ._keypoint_data import (KeypointDataset, PixelMAE, SetEpoch, from_unit, rescale_points, resize_images,
-                             to_unit)
-from ._skorch_utils import isolated_rng, prepare_for_pickle
-from ._training import resolve_device
+from ._keypoint_data import KeypointDataset, KeypointFrame, PixelMAE
+from ._training import (EpochSetter, NeuralEstimatorMixin, draw_seed, drop_last_for_batchnorm, merge_callbacks,
+                        resolve_device, validation_split)
 from ._validation import check_groups, check_images, check_keypoint_targets
-from .schemas import infer_flip_pairs
-from .datasets import KEYPOINT_SCHEMAS
 from .losses import MaskedKeypointLoss
 from .nets import ARCHITECTURES, build_keypoint_net
+from .schemas import get_schema, infer_flip_pairs
 
 #: Architectures that train faster in the ``channels_last`` memory format on CPU
 #: (measured by benchmarks/bench_keypoint_speed.py; results/keypoint_speed.json).
@@ -32,41 +28,21 @@ AUGMENT_DEFAULTS = {"rotation": 15.0, "scale": (0.9, 1.1), "shift": 0.05, "flip"
                     "brightness": 0.2, "contrast": 0.2}
 
 
-# ----------------------------------------------------------------------------- schemas
-def _resolve_schema(schema, n_keypoints):
-    """A named schema, a KeypointSchema, or (schema=None) the only schema with K points."""
-    schemas = KEYPOINT_SCHEMAS
-    if schema is None:
-        matches = [s for s in schemas.values() if s.n_keypoints == n_keypoints]
-        return matches[0] if len(matches) == 1 else None
-    if isinstance(schema, str):
-        if schema not in schemas:
-            raise ValueError(f"schema must be one of {sorted(schemas)} or a KeypointSchema, got {schema!r}.")
-        schema = schemas[schema]
-    if schema.n_keypoints != n_keypoints:
-        raise ValueError(f"schema {schema.name!r} has {schema.n_keypoints} keypoints but y has "
-                         f"{n_keypoints}.")
-    return schema
+def _names_from_columns(y, n_keypoints):
+    """Keypoint names from a DataFrame's ``NAME_x, NAME_y, ...`` columns, or None."""
+    columns = getattr(y, "columns", None)
+    if columns is None or n_keypoints is None or len(columns) != 2 * n_keypoints:
+        return None
+    columns = [str(c) for c in columns]
+    names = []
+    for cx, cy in zip(columns[0::2], columns[1::2]):
+        if not (cx.lower().endswith("_x") and cy.lower().endswith("_y") and cx[:-2] == cy[:-2]):
+            return None
+        names.append(cx[:-2])
+    return names
 
 
-# ----------------------------------------------------------------------------- estimator
-def _group_split(groups, fraction, rng):
-    """(valid_idx, train_idx): whole groups, in random order, until ``fraction`` of the rows are held
-    out; no validation when that would leave no group to train on."""
-    names, inverse = np.unique(groups, return_inverse=True)
-    chosen, n_valid, target = [], 0, fraction * len(groups)
-    for g in rng.permutation(len(names)):
-        if n_valid >= target:
-            break
-        chosen.append(g)
-        n_valid += int(np.sum(inverse == g))
-    valid = np.isin(inverse, chosen)
-    if valid.all():
-        valid[:] = False
-    return np.flatnonzero(valid), np.flatnonzero(~valid)
-
-
-class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
+class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator):
     """Regress keypoint coordinates from grayscale face or nose images.
 
     A PyTorch network trained through skorch (``self.net_``). Inputs are images
@@ -212,6 +188,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ input handling
     def _check_X(self, X, fitting):
         checked = check_images(X, allow_features=self.architecture == "mlp")
+        _check_feature_names(self, X, reset=fitting)
         if not fitting:
             if checked.kind != self.input_kind_:
                 raise ValueError(f"X holds {checked.kind}s but the model was fitted on {self.input_kind_}s.")
@@ -222,13 +199,6 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
                 raise ValueError(f"X has {checked.n_channels_in} channel(s) per image but the model was "
                                  f"fitted on images with {self.n_channels_in_} channel(s).")
         return checked
-
-    def _network_input(self, checked):
-        """Resize images to image_size and standardise with the statistics of fit."""
-        data = checked.data
-        if checked.kind == "image":
-            data = resize_images(data, self.image_size)
-        return ((data - self.x_mean_) / self.x_std_).astype(np.float32)
 
     def _augment_config(self):
         if self.augment is True:
@@ -241,10 +211,14 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
                              f"{sorted(AUGMENT_DEFAULTS)}.")
         return {**AUGMENT_DEFAULTS, **self.augment}
 
-    def _resolve_names(self, n_keypoints, targets):
-        schema = _resolve_schema(self.schema, n_keypoints) if n_keypoints else None
+    def _resolve_names(self, n_keypoints, targets, y):
+        """(keypoint names, flip pairs): names from ``keypoint_names``, else y's columns, else the schema."""
+        schema = get_schema(self.schema, n_keypoints) if n_keypoints else None
         names = list(schema.names) if schema is not None else None
+        names = _names_from_columns(y, n_keypoints) or names
         if self.keypoint_names is not None:
+            if isinstance(self.keypoint_names, str):
+                raise TypeError(f"keypoint_names must be a sequence of str, got the string {self.keypoint_names!r}.")
             names = [str(n) for n in self.keypoint_names]
             if len(names) != n_keypoints:
                 raise ValueError(f"keypoint_names has {len(names)} names but y has {n_keypoints} keypoints.")
@@ -272,11 +246,14 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         ----------
         X : array-like
             Images (n, H*W), (n, H, W), (n, H, W, 1), (n, 1, H, W) or colour
-            (n, H, W, 3), uint8 or float; with ``architecture="mlp"`` also any
-            feature matrix (n, p).
+            (n, H, W, 3); pixel values as in :func:`skkp._validation.pixel_scale`
+            (uint8/integers on the 0-255 scale, floats on 0-1 or 0-255). With
+            ``architecture="mlp"`` also any feature matrix (n, p). A DataFrame's
+            column names become ``feature_names_in_``.
         y : array-like of shape (n, 2K) or (n, K, 2)
             Pixel coordinates ``x0, y0, x1, y1, ...`` in the frame of ``X``; NaN
-            marks an unlabelled point. With a plain feature matrix any (n,) or
+            marks an unlabelled point. DataFrame columns named ``NAME_x, NAME_y``
+            give ``keypoint_names_``. With a plain feature matrix any (n,) or
             (n, t) target is accepted.
         groups : array-like of shape (n,) or None, default=None
             Group label per sample (e.g. the person). When given, the
@@ -294,7 +271,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         targets = check_keypoint_targets(y, checked.data.shape[0], allow_any_width=not is_image)
         group_labels = check_groups(groups, checked.data.shape[0])
         n_keypoints = targets.shape[1] // 2 if is_image else None
-        names, pairs = self._resolve_names(n_keypoints, targets)
+        names, pairs = self._resolve_names(n_keypoints, targets, y)
         augment = self._augment_config() if is_image else None
         device = resolve_device(self.device)
 
@@ -309,6 +286,7 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         self.input_kind_ = checked.kind
         self.n_channels_in_ = checked.n_channels_in
         self.image_shape_ = checked.image_shape
+        self.pixel_scale_ = checked.pixel_scale
         self.n_features_in_ = (int(np.prod(checked.image_shape)) * checked.n_channels_in if is_image
                                else checked.data.shape[1])
         self.n_outputs_ = targets.shape[1]
@@ -316,63 +294,29 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         self.n_keypoints_ = n_keypoints
         self.keypoint_names_ = names
         self.flip_pairs_ = pairs
-        self.device_ = device
 
-        data = checked.data
-        if is_image:
-            data = resize_images(data, self.image_size)
-            net_targets = to_unit(rescale_points(targets, checked.image_shape, (self.image_size,) * 2),
-                                   self.image_size)
-            self.x_mean_, self.x_std_ = np.float32(data.mean()), np.float32(data.std() or 1.0)
-            self.y_offset_ = None
-        else:
-            self.x_mean_ = data.mean(axis=0)
-            std = data.std(axis=0)
-            self.x_std_ = np.where(std > 0, std, 1.0).astype(np.float32)
-            mean_y = np.nanmean(targets, axis=0)
-            std_y = np.nanstd(targets, axis=0)
-            self.y_offset_ = np.nan_to_num(mean_y)
-            self.y_scale_ = np.where(np.nan_to_num(std_y) > 0, np.nan_to_num(std_y), 1.0)
-            net_targets = (targets - self.y_offset_) / self.y_scale_
-        inputs = ((data - self.x_mean_) / self.x_std_).astype(np.float32)
-        net_targets = net_targets.astype(np.float32)
+        self.frame_ = KeypointFrame(self.image_size).fit(checked, targets)
         keep = ~unlabelled
-        inputs, net_targets = inputs[keep], net_targets[keep]
+        inputs = self.frame_.inputs(checked)[keep]
+        net_targets = self.frame_.targets(targets, checked)[keep]
 
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        if group_labels is None:
-            order = rng.permutation(len(inputs))
-            n_valid = int(round(self.validation_fraction * len(inputs)))
-            if n_valid >= len(inputs):
-                n_valid = 0
-            valid_idx, train_idx = np.sort(order[:n_valid]), np.sort(order[n_valid:])
-        else:
-            valid_idx, train_idx = _group_split(group_labels[keep], self.validation_fraction, rng)
-            n_valid = len(valid_idx)
-        if self.early_stopping is not None and n_valid == 0:
+        seed, rng = draw_seed(self.random_state)
+        valid_idx, train_idx = validation_split(len(inputs), self.validation_fraction, rng,
+                                                None if group_labels is None else group_labels[keep])
+        if self.early_stopping is not None and len(valid_idx) == 0:
             raise ValueError("early_stopping needs a validation set: set validation_fraction > 0 "
                              f"(with {len(inputs)} labelled samples, {self.validation_fraction} gives none).")
-
         train_ds = KeypointDataset(inputs[train_idx], net_targets[train_idx], augment, pairs, seed)
-        valid_ds = KeypointDataset(inputs[valid_idx], net_targets[valid_idx]) if n_valid else None
-        px_per_unit = (np.full(self.n_outputs_, self.image_size / 2.0) if is_image else self.y_scale_)
-        with isolated_rng(device):
-            torch.manual_seed(seed)
-            self.net_ = self._build_net(inputs, train_ds, valid_ds, px_per_unit, device)
-            self.net_.fit(train_ds, y=None)
-        # Keep no training data (epoch setter, validation split) inside the fitted model.
-        prepare_for_pickle(self.net_, drop=("set_epoch",))
-        return self
+        valid_ds = KeypointDataset(inputs[valid_idx], net_targets[valid_idx]) if len(valid_idx) else None
+        params = self._net_params(int(np.prod(inputs.shape[1:])), len(train_ds), valid_ds, device)
+        return self._fit_net(NeuralNetRegressor, params, train_ds, device, seed, setup=self._set_l2_groups)
 
-    def _build_net(self, inputs, train_ds, valid_ds, px_per_unit, device):
+    def _net_params(self, n_features, n_train, valid_ds, device):
         kwargs = dict(self.net_kwargs or {})
-        module_kwargs = {k[len("module__"):]: kwargs.pop(k) for k in list(kwargs) if k.startswith("module__")}
-        channels_last = module_kwargs.pop("channels_last", self.architecture in CHANNELS_LAST_ARCHITECTURES)
-        module = build_keypoint_net(self.architecture, self.n_outputs_, self.image_size,
-                                    n_features=int(np.prod(inputs.shape[1:])), channels_last=channels_last,
-                                    **module_kwargs)
-        callbacks = [("set_epoch", SetEpoch(train_ds)), ("pixel_mae", PixelMAE(px_per_unit))]
+        module_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("module__")}
+        module_kwargs.setdefault("module__channels_last", self.architecture in CHANNELS_LAST_ARCHITECTURES)
+        callbacks = [("set_epoch", EpochSetter()),
+                     ("pixel_mae", PixelMAE(self.frame_.px_per_unit(self.n_outputs_)))]
         if self.lr_schedule == "cosine":
             callbacks.append(("lr_schedule", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR,
                                                          T_max=self.max_epochs)))
@@ -380,14 +324,15 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
             callbacks.append(("early_stopping", EarlyStopping(patience=self.early_stopping, load_best=True)))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
-        for i, cb in enumerate(kwargs.pop("callbacks", None) or []):  # skorch wants all named or none
-            callbacks.append(cb if isinstance(cb, tuple) else (f"{type(cb).__name__}_{i}", cb))
-        # Per-layer L2 penalties of the network (coefficient c on ||w||^2 adds 2c*w to the gradient).
-        groups = [(name, {"weight_decay": 2.0 * coef + self.weight_decay})
-                  for name, coef in getattr(module, "l2_penalties", {}).items()]
-        n_train = len(train_ds)
         params = dict(
-            module=module,
+            # a function building the network: skorch calls it, so the fitted model holds the weights
+            # once, in skorch's device-mapped state, not a second time as a module parameter
+            module=build_keypoint_net,
+            module__architecture=self.architecture,
+            module__n_outputs=self.n_outputs_,
+            module__image_size=self.image_size,
+            module__n_features=n_features,
+            **module_kwargs,
             criterion=MaskedKeypointLoss,
             criterion__kind=self.loss,
             optimizer=torch.optim.Adam,
@@ -397,18 +342,24 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
             batch_size=self.batch_size,
             train_split=predefined_split(valid_ds) if valid_ds is not None else None,
             iterator_train__shuffle=True,
-            # a last batch of one sample would break batch normalisation
-            iterator_train__drop_last=n_train > 1 and n_train % min(self.batch_size, n_train) == 1,
+            iterator_train__drop_last=drop_last_for_batchnorm(n_train, self.batch_size),
             iterator_train__num_workers=self.num_workers,
             iterator_train__persistent_workers=False,
-            callbacks=callbacks,
+            callbacks=merge_callbacks(callbacks, kwargs.pop("callbacks", None)),
             device=device,
             verbose=int(self.verbose),
         )
-        if groups:
-            params["optimizer__param_groups"] = groups
         params.update(kwargs)
-        return NeuralNetRegressor(**params)
+        return params
+
+    def _set_l2_groups(self, net):
+        """The network's per-layer L2 penalties as Adam weight decay (coefficient c on ||w||^2
+        adds 2c*w to the gradient), on top of ``weight_decay``."""
+        groups = [(name, {"weight_decay": 2.0 * coef + self.weight_decay})
+                  for name, coef in getattr(net.module_, "l2_penalties", {}).items()]
+        if groups and "optimizer__param_groups" not in (self.net_kwargs or {}):
+            net.optimizer__param_groups = groups  # skorch reads optimizer__* attributes
+            net.initialize_optimizer()
 
     # ------------------------------------------------------------------ predict / score
     def predict(self, X):
@@ -422,13 +373,9 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "net_")
         checked = self._check_X(X, fitting=False)
-        inputs = self._network_input(checked)
-        out = self._forward(inputs)
+        pred = self.frame_.points(self._forward(self.frame_.inputs(checked)), checked)
         if self.input_kind_ == "image":
-            pred = rescale_points(from_unit(out, self.image_size), (self.image_size,) * 2,
-                                   checked.image_shape)
             return pred.reshape(len(pred), -1, 2) if self.y_ndim_ == 3 else pred
-        pred = out * self.y_scale_ + self.y_offset_
         return pred.ravel() if self.y_ndim_ == 1 else pred
 
     def _forward(self, inputs):
@@ -465,13 +412,6 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
                 scores.append(r2_score(y_true[m, j], y_pred[m, j], sample_weight=None if w is None else w[m]))
         return float(np.mean(scores)) if scores else float("nan")
 
-    @property
-    def history_(self):
-        """skorch ``History`` of the last fit: one dict per epoch (losses, MAE in pixels, timings)."""
-        check_is_fitted(self, "net_")
-        return self.net_.history
-
-    # ------------------------------------------------------------------ sklearn / persistence
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
@@ -479,16 +419,3 @@ class NoseKeypointRegressor(RegressorMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.regressor_tags.poor_score = True
         return tags
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state["_skkp_version"] = __version__
-        return state
-
-    def __setstate__(self, state):
-        saved = state.pop("_skkp_version", None)
-        if saved is not None and saved != __version__:
-            warnings.warn(f"This {type(self).__name__} was saved with skkp {saved} and is loaded with skkp "
-                          f"{__version__}; results may differ. Refit or use skkp {saved}.",
-                          UserWarning, stacklevel=2)
-        super().__setstate__(state)

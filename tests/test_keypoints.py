@@ -232,7 +232,7 @@ def test_missing_labels_are_masked_out_of_training(data):
 def test_groups_hold_out_whole_groups_for_validation(data):
     from skorch.callbacks import Callback
 
-    from skkp.keypoints import _group_split
+    from skkp._training import _group_split
 
     class Sizes(Callback):
         def on_train_begin(self, net, X=None, y=None, **kwargs):
@@ -389,7 +389,7 @@ def test_saved_model_records_version_and_warns_on_mismatch(fitted, tmp_path, mon
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         joblib.load(path)
-    monkeypatch.setattr("skkp.keypoints.__version__", "0.0.1-other")
+    monkeypatch.setattr("skkp._training.__version__", "0.0.1-other")
     with pytest.warns(UserWarning, match="saved with skkp"):
         joblib.load(path)
 
@@ -424,7 +424,7 @@ def test_keypoint_names_and_flip_pairs_from_schemas():
 
 def test_flip_pairs_inferred_from_mirror_symmetry():
     from skkp.datasets import make_noses
-    from skkp.augment import infer_flip_pairs
+    from skkp.schemas import infer_flip_pairs
 
     X, y = make_noses(60, view="bottom", image_size=32, random_state=0)
     assert infer_flip_pairs(y) == ((3, 4), (5, 6), (7, 8))
