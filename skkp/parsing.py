@@ -1,30 +1,28 @@
 """FaceParser: per-pixel face parsing with a three-head ResNet18, as a scikit-learn estimator."""
-import math
 import numbers
+import os
 
-import cv2
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import Callback, LRScheduler
+from skorch.callbacks import LRScheduler
+from skorch.helper import predefined_split
 from torch.optim.lr_scheduler import LambdaLR
 
-from ._skorch_utils import isolated_rng, prepare_for_pickle
-from ._training import resolve_device
-from ._validation import check_parsing_X, check_parsing_X_y
-from .augment import normalize_image, random_parsing_transform
-from .schemas import flip_lut
-from .datasets._faces import CELEBAMASK_CLASSES
+from ._parsing_data import ParsingDataset, ValidMeanIoU, to_network_frame
+from ._training import (EpochSetter, NeuralEstimatorMixin, draw_seed, drop_last_for_batchnorm, merge_callbacks,
+                        resolve_device, validation_split)
+from ._validation import check_groups, check_parsing_X, check_parsing_X_y
 from .losses import MultiHeadLoss, OhemCrossEntropy
 from .metrics import mean_iou
 from .resnet import MultiHeadParsingNet, load_backbone_weights, upsample_bilinear
+from .schemas import CELEBAMASK_CLASSES, IGNORE_INDEX, check_class_names, flip_lut
 
 __all__ = ["FaceParser", "WarmupPolyLR"]
 
-IGNORE_INDEX = 255
 
 
 class WarmupPolyLR:
@@ -96,62 +94,7 @@ class _SGD(torch.optim.SGD):
         super().__init__(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, **kwargs)
 
 
-class _ParsingDataset(torch.utils.data.Dataset):
-    """Images (n, S, S, 3) uint8 and labels (n, S, S) uint8 -> normalised tensors.
-
-    With ``augment``, sample ``i`` of epoch ``e`` is transformed with a generator
-    seeded by ``(seed, e, i)``: reproducible, independent of the batch order.
-    """
-
-    def __init__(self, images, labels=None, augment=False, seed=0, lut=None, scale=(0.75, 2.0)):
-        self.images = images
-        self.labels = labels
-        self.augment = augment
-        self.seed = int(seed)
-        self.lut = lut
-        self.scale = scale
-        self.epoch = 0
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        image = self.images[i]
-        if self.labels is None:
-            return torch.from_numpy(normalize_image(image)), torch.zeros((), dtype=torch.long)
-        labels = self.labels[i]
-        if self.augment:
-            state = np.random.SeedSequence([self.seed, self.epoch, int(i)]).generate_state(1)
-            rng = np.random.RandomState(state)
-            image, labels = random_parsing_transform(rng, image, labels, image.shape[0], lut=self.lut,
-                                                     scale=self.scale, flip=True, jitter=0.5,
-                                                     ignore_index=IGNORE_INDEX)
-        return torch.from_numpy(normalize_image(image)), torch.from_numpy(labels.astype(np.int64))
-
-
-class _EpochSetter(Callback):
-    """Tell the training dataset which epoch it is, for per-epoch augmentation seeds."""
-
-    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        ds = dataset_train
-        while isinstance(ds, torch.utils.data.Subset):
-            ds = ds.dataset
-        if isinstance(ds, _ParsingDataset):
-            ds.epoch = len(net.history)
-
-
-def _resize_stack(images, size, interpolation):
-    """Resize each of (n, h, w[, c]) to (size, size); returns a new array."""
-    n, h, w = images.shape[:3]
-    if (h, w) == (size, size):
-        return np.array(images, copy=True)
-    out = np.empty((n, size, size) + images.shape[3:], dtype=images.dtype)
-    for i in range(n):
-        out[i] = cv2.resize(images[i], (size, size), interpolation=interpolation).reshape(out.shape[1:])
-    return out
-
-
-class FaceParser(TransformerMixin, BaseEstimator):
+class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     """Face parsing: label every pixel of a face image with one of ``classes``.
 
     A ResNet18 backbone (torchvision-compatible names, optional ImageNet weights
@@ -191,6 +134,10 @@ class FaceParser(TransformerMixin, BaseEstimator):
         Apply the training augmentation.
     scale_range : (float, float), default=(0.75, 2.0)
         Random scale of the augmentation, relative to ``image_size``.
+    validation_fraction : float, default=0.1
+        Fraction of the images held out (whole groups with ``fit(..., groups=)``)
+        to report ``valid_loss`` and ``valid_miou`` each epoch; 0 trains on
+        everything.
     backbone_weights : str, path-like or None, default=None
         Local torchvision ``resnet18`` state dict (``.pth``) to start from;
         needs ``width=1.0``.
@@ -212,6 +159,9 @@ class FaceParser(TransformerMixin, BaseEstimator):
         Label values ``0 .. n_classes - 1``.
     class_names_ : list of str
     n_classes_ : int
+    history_ : skorch.History
+        Per-epoch ``train_loss`` (and ``valid_loss``, ``valid_miou`` with a
+        validation split).
     device_ : str
 
     Examples
@@ -226,9 +176,31 @@ class FaceParser(TransformerMixin, BaseEstimator):
     ((4, 40, 40), (4, 2, 40, 40))
     """
 
+    _parameter_constraints = {
+        "image_size": [Interval(numbers.Integral, 32, None, closed="left")],
+        "classes": ["array-like", None],
+        "width": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "warmup_steps": [Interval(numbers.Integral, 0, None, closed="left")],
+        "ohem_thresh": [Interval(numbers.Real, 0, 1, closed="right")],
+        "min_kept": [Interval(numbers.Integral, 0, None, closed="left"),
+                     Interval(numbers.Real, 0, 1, closed="left")],
+        "augment": ["boolean"],
+        "scale_range": [tuple, list, None],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "backbone_weights": [str, os.PathLike, None],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "net_kwargs": [dict, None],
+    }
+
     def __init__(self, image_size=448, classes=None, width=1.0, max_epochs=30, batch_size=16, lr=1e-2,
                  warmup_steps=100, ohem_thresh=0.7, min_kept=1 / 16, augment=True, scale_range=(0.75, 2.0),
-                 backbone_weights=None, device="auto", random_state=None, verbose=0, net_kwargs=None):
+                 validation_fraction=0.1, backbone_weights=None, device="auto", random_state=None, verbose=0,
+                 net_kwargs=None):
         self.image_size = image_size
         self.classes = classes
         self.width = width
@@ -240,6 +212,7 @@ class FaceParser(TransformerMixin, BaseEstimator):
         self.min_kept = min_kept
         self.augment = augment
         self.scale_range = scale_range
+        self.validation_fraction = validation_fraction
         self.backbone_weights = backbone_weights
         self.device = device
         self.random_state = random_state
@@ -247,135 +220,107 @@ class FaceParser(TransformerMixin, BaseEstimator):
         self.net_kwargs = net_kwargs
 
     # ------------------------------------------------------------------ checks
-    def _class_names(self):
-        names = CELEBAMASK_CLASSES if self.classes is None else self.classes
-        if isinstance(names, str) or not hasattr(names, "__len__"):
-            raise ValueError(f"classes must be a sequence of class names; got {names!r}")
-        names = [str(c) for c in names]
-        if not 2 <= len(names) <= 255:
-            raise ValueError(f"classes must hold between 2 and 255 names; got {len(names)}")
-        if len(set(names)) != len(names):
-            raise ValueError(f"classes must be unique; got {names}")
-        return names
-
     def _check_params(self):
-        def integer(name, low):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-                raise ValueError(f"{name} must be an integer >= {low}; got {v!r}")
-
-        def positive(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0 or not math.isfinite(v):
-                raise ValueError(f"{name} must be a positive number; got {v!r}")
-
-        integer("image_size", 32)
-        integer("max_epochs", 1)
-        integer("batch_size", 1)
-        integer("warmup_steps", 0)
-        positive("width")
-        positive("lr")
-        if isinstance(self.ohem_thresh, bool) or not isinstance(self.ohem_thresh, numbers.Real) \
-                or not 0 < self.ohem_thresh <= 1:
-            raise ValueError(f"ohem_thresh must be in (0, 1]; got {self.ohem_thresh!r}")
-        mk = self.min_kept
-        if isinstance(mk, bool) or not isinstance(mk, numbers.Real) or mk < 0 or (
-                not isinstance(mk, numbers.Integral) and mk >= 1):
-            raise ValueError(f"min_kept must be an int >= 0 or a float in [0, 1); got {mk!r}")
-        sr = self.scale_range
-        if sr is not None:
+        """``_parameter_constraints``, then what they cannot say; returns the class names."""
+        self._validate_params()
+        if self.scale_range is not None:
             try:
-                lo, hi = (float(v) for v in sr)
+                lo, hi = (float(v) for v in self.scale_range)
             except (TypeError, ValueError):
-                raise ValueError(f"scale_range must be a pair (low, high) or None; got {sr!r}") from None
+                raise ValueError(f"scale_range must be a pair (low, high) or None; got {self.scale_range!r}") \
+                    from None
             if not 0 < lo <= hi:
-                raise ValueError(f"scale_range must satisfy 0 < low <= high; got {sr!r}")
-        if self.net_kwargs is not None and not isinstance(self.net_kwargs, dict):
-            raise ValueError(f"net_kwargs must be a dict or None; got {type(self.net_kwargs).__name__}")
+                raise ValueError(f"scale_range must satisfy 0 < low <= high; got {self.scale_range!r}")
+        return check_class_names(CELEBAMASK_CLASSES if self.classes is None else self.classes)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Train on images ``X`` and label maps ``y``.
 
         Parameters
         ----------
         X : array-like of shape (n, H, W, 3) RGB or (n, H, W) gray
-            uint8, or numbers on the 0-255 scale.
+            Pixel values as in :func:`skkp._validation.pixel_scale` (uint8 or
+            integers on the 0-255 scale, floats on the 0-1 or 0-255 scale).
         y : array-like of int, shape (n, H, W)
-            Labels in ``[0, n_classes)``; 255 = not labelled (ignored).
+            Labels in ``[0, n_classes)``; 255 (:data:`skkp.schemas.IGNORE_INDEX`)
+            = not labelled (ignored).
+        groups : array-like of shape (n,) or None, default=None
+            Group label per image (e.g. the person): the validation split then
+            holds out whole groups.
 
         Returns
         -------
         self
         """
-        self._check_params()
-        names = self._class_names()
+        names = self._check_params()
         device = resolve_device(self.device)
         X, y = check_parsing_X_y(X, y, n_classes=len(names), ignore_index=IGNORE_INDEX)
-        n = X.shape[0]
+        group_labels = check_groups(groups, X.shape[0])
         S = int(self.image_size)
+        seed, rng = draw_seed(self.random_state)
+        valid_idx, train_idx = validation_split(X.shape[0], self.validation_fraction, rng, group_labels)
+        n = len(train_idx)
         if n == 1 and S < 64:
             raise ValueError("training on a single image needs image_size >= 64 "
                              "(BatchNorm needs more than one value per channel)")
-        images = _resize_stack(X, S, cv2.INTER_AREA if max(X.shape[1:3]) > S else cv2.INTER_LINEAR)
-        labels = _resize_stack(y, S, cv2.INTER_NEAREST)
-
-        if self.random_state is None:
-            seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
-        else:
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        images, labels = to_network_frame(X, y, S)
 
         bs = min(int(self.batch_size), n)
-        drop_last = n > 1 and n % bs == 1  # a lone last sample breaks BatchNorm
+        drop_last = drop_last_for_batchnorm(n, bs)
         n_batches = n // bs if drop_last else -(-n // bs)
         total = int(self.max_epochs) * n_batches
         warmup = min(int(self.warmup_steps), total // 2)
         schedule = WarmupPolyLR(total, warmup, power=0.9, warmup="linear", warmup_factor=0.1)
-        dataset = _ParsingDataset(images, labels, augment=bool(self.augment), seed=seed + 1,
+        train_ds = ParsingDataset(images[train_idx], labels[train_idx], augment=bool(self.augment), seed=seed + 1,
                                   lut=flip_lut(names), scale=self.scale_range)
+        valid_ds = ParsingDataset(images[valid_idx], labels[valid_idx]) if len(valid_idx) else None
 
-        generator = torch.Generator().manual_seed(seed)
-        kwargs = dict(
+        params = dict(
             module=MultiHeadParsingNet, module__n_classes=len(names), module__width=float(self.width),
             criterion=MultiHeadLoss,
             criterion__loss=OhemCrossEntropy(self.ohem_thresh, self.min_kept, IGNORE_INDEX),
             optimizer=_SGD, optimizer__momentum=0.9, optimizer__weight_decay=5e-4,
             lr=float(self.lr), max_epochs=int(self.max_epochs), batch_size=bs,
-            iterator_train__shuffle=True, iterator_train__generator=generator,
-            iterator_train__drop_last=drop_last, train_split=None, device=device,
+            iterator_train__shuffle=True, iterator_train__generator=torch.Generator().manual_seed(seed),
+            iterator_train__drop_last=drop_last,
+            train_split=predefined_split(valid_ds) if valid_ds is not None else None, device=device,
             predict_nonlinearity=None, verbose=int(self.verbose),
         )
         extra = dict(self.net_kwargs or {})
-        callbacks = [("lr_schedule", LRScheduler(LambdaLR, lr_lambda=schedule, step_every="batch")),
-                     ("augment_epoch", _EpochSetter())] + list(extra.pop("callbacks", None) or [])
-        kwargs.update(extra)
-        kwargs["callbacks"] = callbacks
+        builtin = [("lr_schedule", LRScheduler(LambdaLR, lr_lambda=schedule, step_every="batch")),
+                   ("augment_epoch", EpochSetter())]
+        if valid_ds is not None:
+            builtin.append(("valid_miou", ValidMeanIoU(len(names))))
+        callbacks = merge_callbacks(builtin, extra.pop("callbacks", None))
+        params.update(extra)
+        params["callbacks"] = callbacks
 
-        with isolated_rng(device):
-            torch.manual_seed(seed)
-            net = NeuralNet(**kwargs).initialize()
+        def load_weights(net):
             if self.backbone_weights is not None:
                 load_backbone_weights(net.module_, self.backbone_weights)
-            net.partial_fit(dataset, y=None)
-        prepare_for_pickle(net)  # GPU-fitted models must load on CPU-only machines
-        self.net_ = net
+
+        self._fit_net(NeuralNet, params, train_ds, device, seed, setup=load_weights)
         self.class_names_ = names
         self.classes_ = np.arange(len(names))
         self.n_classes_ = len(names)
-        self.device_ = device
         return self
 
     # ------------------------------------------------------------------ inference
     def _logits(self, X):
         """Yield (B, C, H, W) float32 logits at the input resolution, batch by batch, on the
-        network's device."""
+        network's device. A plain loop, not a DataLoader, which would draw its seed from (and
+        so advance) the caller's global torch generator."""
         X = check_parsing_X(X)
         h, w = X.shape[1:3]
-        S = int(self.image_size)
-        images = _resize_stack(X, S, cv2.INTER_AREA if max(h, w) > S else cv2.INTER_LINEAR)
-        ds = _ParsingDataset(images)
-        for out in self.net_.forward_iter(ds, training=False, device=self.net_.device):
-            yield upsample_bilinear(out.float(), (h, w))  # the heads' resize, back to the input size
+        images, _ = to_network_frame(X, None, int(self.image_size))
+        ds = ParsingDataset(images)
+        module, device, bs = self.net_.module_, self.net_.device, int(self.batch_size)
+        module.eval()
+        with torch.inference_mode():
+            for start in range(0, len(ds), bs):
+                batch = torch.stack([ds[i][0] for i in range(start, min(start + bs, len(ds)))]).to(device)
+                yield upsample_bilinear(module(batch).float(), (h, w))  # the heads' resize, back to input size
 
     def predict_proba(self, X):
         """Class probabilities per pixel.
@@ -422,12 +367,6 @@ class FaceParser(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X, y = check_parsing_X_y(X, y, n_classes=self.n_classes_, ignore_index=IGNORE_INDEX)
         return float(mean_iou(y, self.predict(X), self.n_classes_, ignore_index=IGNORE_INDEX))
-
-    # ------------------------------------------------------------------ misc
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        if "net_" in state:  # skorch falls back to the CPU when CUDA is missing
-            self.device_ = str(self.net_.device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -15,10 +15,12 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from skkp.augment import (IMAGENET_MEAN, color_jitter, flip_lut, normalize_image, random_parsing_transform,
+from skkp.augment import (IMAGENET_MEAN, color_jitter, normalize_image, random_parsing_transform,
                           scale_crop_matrix)
 from skkp.datasets import CELEBAMASK_CLASSES, make_faces
-from skkp.parsing import FaceParser, WarmupPolyLR, _ParsingDataset
+from skkp._parsing_data import ParsingDataset
+from skkp.parsing import FaceParser, WarmupPolyLR
+from skkp.schemas import flip_lut
 from skkp.resnet import ResNet18Backbone
 
 L_EYE, R_EYE = CELEBAMASK_CLASSES.index("l_eye"), CELEBAMASK_CLASSES.index("r_eye")
@@ -91,7 +93,7 @@ def test_flip_turns_l_eye_pixels_into_r_eye_and_back():
 
 def test_training_dataset_flips_consistently_over_epochs():
     image, labels = _two_eyes()
-    ds = _ParsingDataset(image[None], labels[None], augment=True, seed=3,
+    ds = ParsingDataset(image[None], labels[None], augment=True, seed=3,
                          lut=flip_lut(CELEBAMASK_CLASSES), scale=(1.0, 1.0))
     mirrored = set()
     for epoch in range(10):
@@ -160,7 +162,8 @@ def test_warmup_poly_values():
 
 def test_lr_schedule_per_batch_in_training(faces):
     X, y = faces  # 8 images, batch 3 -> 3 batches per epoch, 4 epochs -> 12 iterations
-    est = FaceParser(**{**TINY, "max_epochs": 4, "batch_size": 3, "lr": 0.05, "warmup_steps": 3}).fit(X, y)
+    est = FaceParser(**{**TINY, "max_epochs": 4, "batch_size": 3, "lr": 0.05, "warmup_steps": 3,
+                        "validation_fraction": 0.0}).fit(X, y)
     lrs = np.array([lr for epoch in est.net_.history[:, "batches", :, "event_lr"] for lr in epoch])
     T, w = 12, 3
     expected = [0.05 * (0.1 + 0.9 * t / w) if t < w else 0.05 * (1 - (t - w) / (T - w)) ** 0.9
@@ -340,7 +343,9 @@ def test_fitted_on_gpu_predicts_on_cpu(faces, tmp_path):
     (lambda X, y: (X, y + 0.5), TypeError, "integer class labels"),
     (lambda X, y: (X[:0], y[:0]), ValueError, "empty"),
     (lambda X, y: (X.reshape(8, -1), y), ValueError, "tabular"),
-    (lambda X, y: (X.astype(float) * 2, y), ValueError, r"\[0, 255\]"),
+    (lambda X, y: (X.astype(float) * 2, y), ValueError, "0-255 scale"),
+    (lambda X, y: (X.astype(float) - 1, y), ValueError, "negative pixel values"),
+    (lambda X, y: (X[0], y), ValueError, r"X\[None\]"),
     (lambda X, y: (X, None), ValueError, "requires y"),
 ])
 def test_bad_input_raises_before_training(faces, make, exc, match):
@@ -376,8 +381,9 @@ def test_inputs_are_not_modified_and_float_input_accepted(faces):
     est.predict(Xf)
     np.testing.assert_array_equal(Xf, Xc)
     np.testing.assert_array_equal(yi, yc)
-    with pytest.warns(UserWarning, match=r"\[0, 1\]"):
-        est.predict(Xf / 255.0)
+    # one pixel rule: floats in [0, 1] are on the 0-1 scale, so they parse like the same uint8 images
+    np.testing.assert_array_equal(est.predict(Xf / 255.0), est.predict(X[:4]))
+    np.testing.assert_array_equal(est.predict(Xf), est.predict(X[:4]))
 
 
 def test_predict_before_fit_raises(faces):

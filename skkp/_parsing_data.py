@@ -1,0 +1,74 @@
+"""Data side of the face parser: images and label maps in the network's frame, the
+training dataset with paired augmentation, and the callback that logs held-out mIoU."""
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from .augment import normalize_image, random_parsing_transform, resize_stack
+from .metrics import mean_iou
+from .schemas import IGNORE_INDEX
+
+
+def to_network_frame(images, labels, size):
+    """Checked uint8 images (n, H, W, 3) and label maps (n, H, W) resized to ``size``
+    (labels by nearest neighbour); ``labels`` may be None."""
+    return resize_stack(images, size), None if labels is None else resize_stack(labels, size, labels=True)
+
+
+class ParsingDataset(torch.utils.data.Dataset):
+    """Images (n, S, S, 3) uint8 and labels (n, S, S) uint8 -> normalised tensors.
+
+    With ``augment``, sample ``i`` of epoch ``e`` is transformed with a generator
+    seeded by ``(seed, e, i)``: reproducible, independent of the batch order.
+    Without labels every target is a dummy 0 (prediction).
+    """
+
+    def __init__(self, images, labels=None, augment=False, seed=0, lut=None, scale=(0.75, 2.0)):
+        self.images = images
+        self.labels = labels
+        self.augment = augment
+        self.seed = int(seed)
+        self.lut = lut
+        self.scale = scale
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = self.images[i]
+        if self.labels is None:
+            return torch.from_numpy(normalize_image(image)), torch.zeros((), dtype=torch.long)
+        labels = self.labels[i]
+        if self.augment:
+            state = np.random.SeedSequence([self.seed, self.epoch, int(i)]).generate_state(1)
+            rng = np.random.RandomState(state)
+            image, labels = random_parsing_transform(rng, image, labels, image.shape[0], lut=self.lut,
+                                                     scale=self.scale, flip=True, jitter=0.5,
+                                                     ignore_index=IGNORE_INDEX)
+        return torch.from_numpy(normalize_image(image)), torch.from_numpy(labels.astype(np.int64))
+
+
+class ValidMeanIoU(Callback):
+    """Record ``valid_miou`` (mean IoU over classes, from one confusion matrix of the
+    validation set, in the network frame) in the history after each epoch."""
+
+    def __init__(self, n_classes):
+        self.n_classes = int(n_classes)
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._cm = None
+
+    def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
+        if training or y_pred is None or isinstance(y_pred, (tuple, list)):
+            return
+        target = batch[1].to(y_pred.device)
+        pred = y_pred.argmax(dim=1)
+        keep = target != IGNORE_INDEX
+        k = self.n_classes
+        counts = torch.bincount(target[keep] * k + pred[keep], minlength=k * k).reshape(k, k).cpu().numpy()
+        self._cm = counts if self._cm is None else self._cm + counts
+
+    def on_epoch_end(self, net, **kwargs):
+        if self._cm is not None:
+            net.history.record("valid_miou", float(mean_iou(cm=self._cm)))
