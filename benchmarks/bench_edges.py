@@ -6,7 +6,8 @@ pure scikit-image/NumPy path doing the same work on the same maps in the same
 run: ``skimage.feature.canny`` on the same crop (no smoothing, same
 thresholds) as the gate, ``skimage.measure.find_contours`` (marching squares at
 level 0.5, which runs through the same pixel-edge midpoints) for the outer
-boundary of the largest component, and the same arc-length resampling.
+boundary of the largest component, and the same arc-length resampling
+(:func:`skkp.edges.resample_closed_curve`).
 Reported: maps/s of both, their ratio (target: skkp >= 200 maps/s) and how far
 apart the two paths' points are.
 
@@ -25,8 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import metadata, parser, timeit, write_results  # noqa: E402
 
-from skkp.datasets import CELEBAMASK_CLASSES, make_faces  # noqa: E402
-from skkp.edges import _STRAIGHT_EDGE, _resample, mask_edge_keypoints  # noqa: E402
+from skkp.datasets import make_faces  # noqa: E402
+from skkp.edges import STRAIGHT_EDGE, mask_edge_keypoints, resample_closed_curve  # noqa: E402
+from skkp.schemas import CELEBAMASK_CLASSES  # noqa: E402
 
 TARGET_MAPS_PER_S = 200.0
 LOW, HIGH = 0.3, 0.6  # mask_edge_keypoints' defaults
@@ -49,8 +51,8 @@ def reference_keypoints(maps, n_points=16, low=LOW, high=HIGH, curves=None):
             y0, x0 = rows[0] - 2, cols[0] - 2
             crop = np.pad(mask, 2)[rows[0]:rows[-1] + 5, cols[0]:cols[-1] + 5].astype(float)
             # Sobel/NMS/hysteresis on the 0/1 mask: a straight edge has gradient 4 * 1.
-            edges = canny(crop, sigma=0.0, low_threshold=low * _STRAIGHT_EDGE / 255,
-                          high_threshold=high * _STRAIGHT_EDGE / 255)
+            edges = canny(crop, sigma=0.0, low_threshold=low * STRAIGHT_EDGE / 255,
+                          high_threshold=high * STRAIGHT_EDGE / 255)
             if not edges.any():
                 continue
             # (row, col) loops; "high": the part is 8-connected, as in cv2.findContours
@@ -62,7 +64,7 @@ def reference_keypoints(maps, n_points=16, low=LOW, high=HIGH, curves=None):
             curve = polys[k][:-1] if np.allclose(polys[k][0], polys[k][-1]) else polys[k]
             if areas[k] < 0:  # make it clockwise on screen
                 curve = curve[::-1]
-            out[i, (c - 1) * n_points:c * n_points] = _resample(curve, n_points)
+            out[i, (c - 1) * n_points:c * n_points] = resample_closed_curve(curve, n_points)
             if curves is not None:
                 curves[i, c] = curve
     return out

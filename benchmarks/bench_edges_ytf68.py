@@ -35,8 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import YTF68_DIR, metadata, parser, timeit, write_results  # noqa: E402
 
-from skkp.datasets import CELEBAMASK_CLASSES, landmarks_to_mask, load_landmarks_csv  # noqa: E402
+from skkp.datasets import landmarks_to_mask, load_landmarks_csv  # noqa: E402
 from skkp.edges import mask_edge_keypoints  # noqa: E402
+from skkp.schemas import CELEBAMASK_CLASSES  # noqa: E402
 
 N_POINTS = 16
 PARTS = ("nose", "u_lip", "l_lip")

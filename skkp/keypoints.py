@@ -114,12 +114,22 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
     n_keypoints_ : int or None
         K, when y holds keypoints; None for a plain regression on features.
     keypoint_names_ : list of str or None
+        From ``keypoint_names``, else y's ``NAME_x, NAME_y`` DataFrame columns,
+        else the schema.
     flip_pairs_ : tuple of (int, int)
     history_ : skorch.History
     n_features_in_ : int
         Values per input sample (H * W * channels for images).
+    feature_names_in_ : ndarray of str
+        Column names of X, only when X was a DataFrame with string columns.
     image_shape_ : (int, int) or None
         Image shape seen in fit.
+    pixel_scale_ : float or None
+        Scale the training pixels were read on (255.0 or 1.0, see
+        :func:`skkp._validation.pixel_scale`); None for plain features.
+    frame_ : KeypointFrame
+        The network frame (resize, input statistics, coordinate units) fitted
+        on the training set and used again by ``predict``.
     device_ : str
 
     Notes

@@ -1,4 +1,5 @@
-"""Tests for skkp.edges: mask_edge_keypoints and MaskEdgeKeypoints."""
+"""Tests for skkp.edges: mask_edge_keypoints and MaskEdgeKeypoints (geometry in skkp._contours)."""
+import re
 import subprocess
 import sys
 
@@ -11,9 +12,13 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import get_tags
+from sklearn.utils._param_validation import InvalidParameterError
 
-from skkp.datasets import CELEBAMASK_CLASSES
-from skkp.edges import MaskEdgeKeypoints, _crack_curve, _resample, _resample_top, mask_edge_keypoints
+import skkp._contours
+import skkp.edges
+from skkp._contours import _crack_curve, _resample_top
+from skkp.edges import STRAIGHT_EDGE, MaskEdgeKeypoints, mask_edge_keypoints, resample_closed_curve
+from skkp.schemas import CELEBAMASK_CLASSES
 
 TWO = ["background", "shape"]
 
@@ -203,8 +208,75 @@ def test_batched_resampling_matches_one_curve_at_a_time():
     curves[1][3:6, 1] = curves[1][:, 1].min()  # a flat top: ties broken to the left
     ns = np.array([3, 7, 16])
     batched = _resample_top(np.concatenate(curves), np.array([len(c) for c in curves]), ns)
-    single = np.concatenate([_resample(c, n) for c, n in zip(curves, ns)])
+    single = np.concatenate([resample_closed_curve(c, n) for c, n in zip(curves, ns)])
     np.testing.assert_allclose(batched, single, atol=1e-9)
+
+
+# ---------------------------------------------------------------- public building blocks
+def test_public_names_are_exported():
+    assert set(skkp.edges.__all__) == {"mask_edge_keypoints", "MaskEdgeKeypoints", "STRAIGHT_EDGE",
+                                       "resample_closed_curve"}
+    assert all(hasattr(skkp.edges, name) for name in skkp.edges.__all__)
+    assert skkp.edges.resample_closed_curve is skkp._contours.resample_closed_curve
+    assert skkp.edges.STRAIGHT_EDGE == skkp._contours.STRAIGHT_EDGE
+
+
+def test_straight_edge_is_the_sobel_gradient_of_a_mask_step():
+    step = np.zeros((9, 12), dtype=np.uint8)
+    step[:, 6:] = 255
+    gx = cv2.Sobel(step, cv2.CV_64F, 1, 0, ksize=3)
+    gy = cv2.Sobel(step, cv2.CV_64F, 0, 1, ksize=3)
+    assert np.hypot(gx, gy)[2:-2].max() == STRAIGHT_EDGE
+    # the thresholds are fractions of it. A box's largest gradient is at its corners, 3 * sqrt(2) / 4 of
+    # a straight edge's; the largest any binary mask has is sqrt(5) / 2 (on diagonal and curved edges).
+    lab = np.zeros((40, 40), dtype=np.uint8)
+    lab[5:25, 5:25] = 1
+    for high, found in ((1.05, True), (1.07, False)):
+        pts = mask_edge_keypoints(lab, classes=TWO, n_points=4, low_threshold=0.5, high_threshold=high)
+        assert np.isnan(pts).any() != found, high
+    disc = _inside_ellipse(20, 20, 12, 12, 0, (40, 40)).astype(np.uint8)
+    for high, found in ((1.11, True), (1.12, False)):
+        pts = mask_edge_keypoints(disc, classes=TWO, n_points=4, low_threshold=0.5, high_threshold=high)
+        assert np.isnan(pts).any() != found, high
+
+
+def test_resample_closed_curve_spacing_start_and_order():
+    rng = np.random.RandomState(1)
+    t = np.sort(rng.uniform(0, 2 * np.pi, 200))
+    curve = np.column_stack([30 + 20 * np.cos(t), 25 + 10 * np.sin(t)])  # clockwise on screen (y down)
+    before = curve.copy()
+    pts = resample_closed_curve(curve, 10)
+    np.testing.assert_array_equal(curve, before)
+    assert pts.shape == (10, 2) and pts.dtype == np.float64
+    np.testing.assert_array_equal(pts[0], curve[np.argmin(curve[:, 1])])  # point 0: the top-most vertex
+    # equal steps along the polyline: project the points onto it and compare arc lengths
+    _, arc, perimeter = _project(pts, curve)
+    spacing = np.diff(np.concatenate([arc, arc[:1] + perimeter])) % perimeter
+    np.testing.assert_allclose(spacing, perimeter / 10, rtol=1e-6)
+    # the points follow the curve's own order: a reversed curve gives the reversed walk
+    back = resample_closed_curve(curve[::-1], 10)
+    np.testing.assert_allclose(back[0], pts[0])
+    np.testing.assert_allclose(back[1:], pts[:0:-1], atol=1e-9)
+    # a flat top: ties go to the left-most vertex; "centroid" puts point 0 above the centroid
+    square = [[0, 0], [4, 0], [4, 4], [0, 4]]
+    np.testing.assert_array_equal(resample_closed_curve(square, 8)[0], [0, 0])
+    np.testing.assert_array_equal(resample_closed_curve([[3, 0], [3, 2], [0, 2], [0, 0]], 4)[0], [0, 0])
+    np.testing.assert_allclose(resample_closed_curve(square, 8, start="centroid")[0], [2, 0])
+
+
+@pytest.mark.parametrize("args, kwargs, error, match", [
+    (([[0, 0], [1, 0], [0, 1]], 0), {}, ValueError, "'n_points' parameter of resample_closed_curve"),
+    (([[0, 0], [1, 0], [0, 1]], 2.0), {}, TypeError, "'n_points' parameter"),
+    (([[0, 0], [1, 0], [0, 1]], 4), {"start": "left"}, ValueError, "'start' parameter"),
+    (([0, 1, 2, 3], 4), {}, ValueError, r"curve must have shape \(m, 2\)"),
+    ((np.zeros((0, 2)), 4), {}, ValueError, r"curve must have shape \(m, 2\)"),
+    (([[0, 0], [np.nan, 1], [0, 1]], 4), {}, ValueError, "NaN or infinity"),
+    (([["a", "b"]], 4), {}, TypeError, "curve must hold numbers"),
+    (("curve", 4), {}, TypeError, "curve must be"),
+])
+def test_resample_closed_curve_bad_arguments(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        resample_closed_curve(*args, **kwargs)
 
 
 def test_specks_are_ignored_by_canny_gate():
@@ -216,7 +288,7 @@ def test_specks_are_ignored_by_canny_gate():
     lab[15:25, 15:25] = 1
     lab[2, 2] = 1
     assert not np.isnan(mask_edge_keypoints(lab, classes=TWO, n_points=4)).any()
-    # thresholds above a straight edge's gradient leave no edges at all
+    # thresholds above the largest gradient of a binary mask (sqrt(5) / 2 of a straight edge's) leave no edges
     assert np.isnan(mask_edge_keypoints(lab, classes=TWO, n_points=4, low_threshold=1.1,
                                         high_threshold=1.2)).all()
 
@@ -336,39 +408,103 @@ def test_bad_types():
         MaskEdgeKeypoints().fit(np.zeros((8, 8), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"n_points": 2}, "n_points must be an int >= 3"),
-    ({"n_points": 4.0}, "n_points must be an int or a dict"),
-    ({"n_points": {"nosee": 4}}, "unknown classes"),
-    ({"parts": ["nose", "beard"]}, "unknown classes"),
-    ({"parts": "nose"}, "list of class names"),
-    ({"parts": []}, "at least one class"),
-    ({"parts": ["nose", "nose"]}, "must not repeat"),
-    ({"low_threshold": 0.8, "high_threshold": 0.5}, "must not exceed"),
-    ({"high_threshold": -1}, "high_threshold must be a finite number"),
-    ({"missing": "drop"}, "missing must be one of"),
-    ({"start": "left"}, "start must be one of"),
-    ({"output": "dict"}, "output must be one of"),
-    ({"classes": ["background"]}, "at least 2 classes"),
-    ({"classes": ["bg", "a", "a"]}, "unique"),
-    ({"image_shape": (8, 0)}, "image_shape must be"),
-])
-def test_bad_parameters(params, match):
+# (parameters, error type, message): TypeError for a wrong type, ValueError for a wrong value. The
+# constraint errors (InvalidParameterError, both a TypeError and a ValueError) name "the '<name>'
+# parameter"; the others name the argument at the start of the message.
+BAD_PARAMETERS = [
+    ({"n_points": 2}, ValueError, "'n_points' parameter of {caller} must be an int in the range \\[3, inf\\)"),
+    ({"n_points": 4.0}, TypeError, "'n_points' parameter .* or an instance of 'dict'. Got 4.0"),
+    ({"n_points": True}, TypeError, "'n_points' parameter"),
+    ({"n_points": {"nose": 2}}, ValueError, "n_points must be an int >= 3 .* 2 for 'nose'"),
+    ({"n_points": {"nose": 4.0}}, TypeError, "n_points values must be ints >= 3"),
+    ({"n_points": {2: 4}}, TypeError, "n_points keys must be class names"),
+    ({"n_points": {"nosee": 4}}, ValueError, "n_points names unknown classes \\['nosee'\\]"),
+    ({"n_points": {}}, ValueError, "No part selected"),
+    ({"n_points": {"nose": 4}, "parts": ["nose", "skin"]}, ValueError, "without an entry for part 'skin'"),
+    ({"parts": ["nose", "beard"]}, ValueError, "parts names unknown classes \\['beard'\\]"),
+    ({"parts": "nose"}, TypeError, "'parts' parameter of {caller} must be an array-like or None"),
+    ({"parts": ["nose", 2]}, TypeError, "parts must be a list of class names \\(str\\), got 2"),
+    ({"parts": []}, ValueError, "at least one class"),
+    ({"parts": ["nose", "nose"]}, ValueError, "parts must not repeat"),
+    ({"low_threshold": 0.8, "high_threshold": 0.5}, ValueError, "low_threshold .0.8. must not exceed"),
+    ({"high_threshold": -1}, ValueError, "'high_threshold' parameter .* range \\[0.0, inf\\)"),
+    ({"high_threshold": np.inf}, ValueError, "'high_threshold' parameter"),
+    ({"low_threshold": np.nan}, ValueError, "'low_threshold' parameter"),
+    ({"low_threshold": "0.3"}, TypeError, "'low_threshold' parameter"),
+    ({"low_threshold": False}, TypeError, "low_threshold must be a number"),
+    ({"missing": "drop"}, ValueError, "'missing' parameter of {caller} must be a str among"),
+    ({"start": "left"}, ValueError, "'start' parameter of {caller} must be a str among"),
+    ({"output": "dict"}, ValueError, "'output' parameter of {caller} must be a str among"),
+    ({"output": None}, TypeError, "'output' parameter"),
+    ({"classes": ["background"]}, ValueError, "classes must hold between 2 and .* got 1"),
+    ({"classes": ["bg", "a", "a"]}, ValueError, "classes must be unique names; repeated: \\['a'\\]"),
+    ({"classes": "bg,nose"}, TypeError, "'classes' parameter of {caller} must be an array-like"),
+    ({"classes": ["bg", 1]}, TypeError, "classes must be a sequence of str class names, got int 1"),
+]
+
+
+def _error_of(call):
+    with pytest.raises((TypeError, ValueError)) as info:
+        call()
+    return info.value
+
+
+def _check_error(err, error, match, caller):
+    assert isinstance(err, error), (type(err), err)
+    if not isinstance(err, InvalidParameterError):  # beyond the constraints: exactly one of the two
+        assert not isinstance(err, TypeError if error is ValueError else ValueError), (type(err), err)
+    assert re.search(match.format(caller=caller), str(err)), str(err)
+
+
+@pytest.mark.parametrize("params, error, match", BAD_PARAMETERS)
+def test_bad_parameters_same_error_from_function_and_estimator(params, error, match):
     lab = np.zeros((1, 8, 8), dtype=np.uint8)
-    with pytest.raises((ValueError, TypeError), match=match):
-        MaskEdgeKeypoints(**params).fit(lab)
+    from_function = _error_of(lambda: mask_edge_keypoints(lab, **params))
+    _check_error(from_function, error, match, "mask_edge_keypoints")
+    est = MaskEdgeKeypoints(**params)
+    for method in (est.fit, est.transform, est.fit_transform):  # transform works without fit: it checks too
+        from_estimator = _error_of(lambda: method(lab))
+        _check_error(from_estimator, error, match, "MaskEdgeKeypoints")
+        assert type(from_estimator) is type(from_function)
+        assert str(from_estimator).replace("MaskEdgeKeypoints", "mask_edge_keypoints") == str(from_function)
+    assert type(_error_of(est.get_feature_names_out)) is type(from_function)
 
 
-def test_inputs_not_modified_and_read_only_ok():
+@pytest.mark.parametrize("image_shape, error", [
+    ((8, 0), ValueError), ((8, -1, 1), ValueError), ((-1, -1), ValueError), ((8.0, 8), TypeError),
+    ((8, True), TypeError), ("8x8", TypeError), (np.array([8, 8]), TypeError),
+])
+def test_bad_image_shape(image_shape, error):
+    err = _error_of(lambda: MaskEdgeKeypoints(image_shape=image_shape).fit(np.zeros((1, 64), np.uint8)))
+    _check_error(err, error, "image_shape", "MaskEdgeKeypoints")
+
+
+def test_parameter_constraints_cover_every_parameter():
+    est = MaskEdgeKeypoints()
+    assert set(est._parameter_constraints) == set(est.get_params())
+    # the estimator validates with scikit-learn's machinery, naming itself
+    with pytest.raises(InvalidParameterError, match="'start' parameter of MaskEdgeKeypoints"):
+        est.set_params(start="bottom").fit(np.zeros((1, 4, 4), np.uint8))
+
+
+def test_inputs_not_modified():
     lab = _face_like()
-    lab.setflags(write=False)
     before = lab.copy()
-    MaskEdgeKeypoints(parts=["nose"]).fit_transform(lab)
-    mask_edge_keypoints(lab[0], parts=["nose"])
+    out = MaskEdgeKeypoints(parts=["nose"]).fit_transform(lab)
+    single = mask_edge_keypoints(lab[0], parts=["nose"])
     np.testing.assert_array_equal(lab, before)
-    n_points = {"nose": 4}
-    MaskEdgeKeypoints(n_points=n_points).fit_transform(lab)
-    assert n_points == {"nose": 4}
+    np.testing.assert_array_equal(out[0], single)
+    n_points, parts, classes = {"nose": 4}, ["nose"], list(CELEBAMASK_CLASSES)
+    MaskEdgeKeypoints(n_points=n_points, parts=parts, classes=classes).fit_transform(lab)
+    assert n_points == {"nose": 4} and parts == ["nose"] and classes == list(CELEBAMASK_CLASSES)
+
+
+def test_read_only_input_ok():
+    lab = _face_like()
+    ref = mask_edge_keypoints(lab, parts=["nose"])
+    lab.setflags(write=False)
+    np.testing.assert_array_equal(MaskEdgeKeypoints(parts=["nose"]).fit_transform(lab), ref)
+    np.testing.assert_array_equal(mask_edge_keypoints(lab[0], parts=["nose"]), ref[0])
 
 
 # ---------------------------------------------------------------- estimator behaviour
@@ -437,15 +573,33 @@ def test_cross_val_score_and_nested_set_params():
     images, params = _circles()
     pipe = make_pipeline(FunctionTransformer(_threshold), MaskEdgeKeypoints(classes=TWO))
     pipe.set_params(maskedgekeypoints__n_points=16, maskedgekeypoints__start="centroid")
-    assert pipe[-1].n_points == 16 and pipe[-1].start == "centroid"
+    # the nested parameters reach the transformer: 16 points per disc, point 0 above the centroid
+    out = pipe.fit(images, params).transform(images)
+    np.testing.assert_array_equal(out, mask_edge_keypoints(_threshold(images), classes=TWO, n_points=16,
+                                                           start="centroid"))
+    assert out.shape == (12, 32)
+    np.testing.assert_allclose(out[:, 0], params[:, 0], atol=0.5)
     scores = cross_val_score(pipe, images, params, scoring=_polygon_area_score, cv=3)
     assert scores.shape == (3,) and (scores > -0.06).all()
 
 
-
-
 def test_default_classes_are_celebamask():
-    assert MaskEdgeKeypoints().classes == CELEBAMASK_CLASSES
+    # label value i means CELEBAMASK_CLASSES[i], by default, for the estimator and the function
+    names = MaskEdgeKeypoints(n_points=3).get_feature_names_out()
+    assert list(names[::6]) == [f"{c}_0_x" for c in CELEBAMASK_CLASSES[1:]]
+    for label in (1, 2, 11, 18):
+        lab = np.zeros((1, 24, 24), dtype=np.uint8)
+        lab[0, 6:18, 6:18] = label
+        out = MaskEdgeKeypoints(n_points=3).fit_transform(lab).reshape(18, 6)
+        found = [CELEBAMASK_CLASSES[1 + i] for i in np.flatnonzero(~np.isnan(out).any(axis=1))]
+        assert found == [CELEBAMASK_CLASSES[label]]
+        np.testing.assert_array_equal(mask_edge_keypoints(lab[0], n_points=3).reshape(18, 6), out)
+
+
+def test_import_loads_neither_torch_nor_skorch():
+    code = ("import sys, skkp.edges; bad = {'torch', 'skorch'} & set(sys.modules); "
+            "assert not bad, sorted(bad)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 # ---------------------------------------------------------------- parse, then points
