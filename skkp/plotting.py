@@ -1,9 +1,14 @@
 """Pictures of keypoints and label maps, drawn with OpenCV (no matplotlib needed).
 
 Every function accepts gray ``(H, W)``, ``(H, W, 1)`` or RGB ``(H, W, 3)``
-images, as uint8 or float (floats within [0, 1] are scaled by 255, others are
-clipped to [0, 255]), returns a new RGB uint8 array and never modifies its
-inputs. Colours are RGB triples.
+images, returns a new RGB uint8 array and never modifies its inputs. Pixel
+values are read by skkp's one rule, :func:`skkp._validation.pixel_scale`, as
+for the estimators: integer images are on the 0-255 scale; a float image whose
+values all lie in [0, 1] is on the 0-1 scale (multiplied by 255), any other
+float image on the 0-255 scale; a value above 255 raises ``ValueError``.
+Negative values are drawn black, NaN black; bool images black and white.
+Keypoints are checked by :func:`skkp._validation.check_point_set`, label maps by
+:func:`skkp._validation.check_labels`. Colours are RGB triples.
 """
 import numbers
 from pathlib import Path
@@ -11,10 +16,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ._validation import _as_numeric_array, check_labels, check_point_set, pixel_scale
+from .schemas import IGNORE_INDEX
+
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 
 #: Fixed colours for the 19 CelebAMask-HQ classes (index = class), then more.
-#: Background is black; the ignore index 255 is drawn grey.
+#: Background is black; the ignore index (:data:`skkp.schemas.IGNORE_INDEX`, 255) is drawn grey.
 PALETTE = np.array([
     [0, 0, 0], [204, 153, 120], [255, 140, 0], [0, 200, 255], [0, 0, 230], [230, 0, 230],
     [255, 255, 0], [150, 150, 0], [0, 130, 0], [0, 220, 120], [110, 0, 50], [255, 40, 40],
@@ -25,23 +33,23 @@ IGNORE_COLOUR = (128, 128, 128)
 
 
 def _full_palette():
-    """256 colours: :data:`PALETTE`, then fixed pseudo-random ones, 255 grey."""
+    """256 colours: :data:`PALETTE`, then fixed pseudo-random ones, the ignore index grey."""
     extra = np.random.RandomState(1234).randint(30, 256, size=(256 - len(PALETTE), 3))
     pal = np.vstack([PALETTE, extra]).astype(np.uint8)
-    pal[255] = IGNORE_COLOUR
+    pal[IGNORE_INDEX] = IGNORE_COLOUR
     return pal
 
 
 _PALETTE256 = _full_palette()
 
 
-def _as_rgb(image, name="image"):
-    """Return a new (H, W, 3) uint8 RGB array from gray/RGB, uint8/float input."""
-    if isinstance(image, (str, bytes)) or image is None:
-        raise TypeError(f"{name} must be an array of pixels, got {type(image).__name__}.")
-    arr = np.asarray(image)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}.")
+def _as_rgb(image, name="image", scale=None):
+    """Return a new (H, W, 3) uint8 RGB array from gray/RGB input, read by :func:`pixel_scale`.
+
+    ``scale`` (1.0 or 255.0) overrides the rule, for an image cut from a stack
+    whose scale was decided once for the whole stack.
+    """
+    arr = _as_numeric_array(image, name, what="an image (H, W), (H, W, 1) or (H, W, 3)")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or arr.size == 0:
@@ -52,11 +60,8 @@ def _as_rgb(image, name="image"):
     elif arr.dtype == bool:
         out = arr.astype(np.uint8) * 255
     else:
-        f = arr.astype(np.float64)
-        finite = f[np.isfinite(f)]
-        if np.issubdtype(arr.dtype, np.floating) and finite.size and finite.min() >= 0 \
-                and finite.max() <= 1:
-            f = f * 255.0
+        scale = pixel_scale(arr, name) if scale is None else scale
+        f = arr.astype(np.float64) * (255.0 / scale)
         out = np.clip(np.nan_to_num(np.rint(f)), 0, 255).astype(np.uint8)
     if out.ndim == 2:
         out = np.repeat(out[:, :, None], 3, axis=2)
@@ -72,19 +77,6 @@ def _check_colour(color, name):
         raise ValueError(f"{name} must be an (R, G, B) triple of numbers in [0, 255], got "
                          f"{color!r}.")
     return tuple(int(round(v)) for v in c)
-
-
-def _as_points(points, name):
-    try:
-        pts = np.array(points, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a numeric array of points.") from None
-    if pts.ndim == 1 and pts.size % 2 == 0:
-        pts = pts.reshape(-1, 2)
-    if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (2K,) as x0, y0, x1, y1, ... or (K, 2), got "
-                         f"{np.shape(points)}.")
-    return pts
 
 
 def _draw_points(out, pts, color, radius, labels):
@@ -133,7 +125,7 @@ def draw_keypoints(image, keypoints, color=(0, 255, 0), radius=None, labels=Fals
     ((32, 32, 3), [0, 255, 0])
     """
     out = _as_rgb(image)
-    pts = _as_points(keypoints, "keypoints")
+    pts = check_point_set(keypoints, "keypoints")
     color = _check_colour(color, "color")
     truth_color = _check_colour(truth_color, "truth_color")
     if radius is None:
@@ -141,10 +133,7 @@ def draw_keypoints(image, keypoints, color=(0, 255, 0), radius=None, labels=Fals
     if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not radius > 0:
         raise ValueError(f"radius must be a positive number or None, got {radius!r}.")
     if truth is not None:
-        gt = _as_points(truth, "truth")
-        if gt.shape != pts.shape:
-            raise ValueError(f"truth must have as many points as keypoints ({len(pts)}), got "
-                             f"{len(gt)}.")
+        gt = check_point_set(truth, "truth", n_points=len(pts))  # as many points as keypoints
         scale = 1 << _SHIFT
         for p, q in zip(pts, gt):
             if np.all(np.isfinite(p)) and np.all(np.isfinite(q)):
@@ -157,18 +146,8 @@ def draw_keypoints(image, keypoints, color=(0, 255, 0), radius=None, labels=Fals
 
 
 def _as_labels(labels, name="labels"):
-    arr = np.asarray(labels)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)) or \
-                not np.all(arr == np.round(arr)):
-            raise TypeError(f"{name} must hold integer class indices, got dtype {arr.dtype}.")
-        arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() > 255):
-        raise ValueError(f"{name} must hold class indices in [0, 255] (255 = ignore), got values "
-                         f"in [{arr.min()}, {arr.max()}].")
-    return arr
+    """Labels in [0, 255] (255 = ignore), by :func:`skkp._validation.check_labels`."""
+    return check_labels(labels, IGNORE_INDEX, name, ignore_index=IGNORE_INDEX)
 
 
 def colorize_labels(labels, palette=None):
@@ -204,8 +183,8 @@ def colorize_labels(labels, palette=None):
         pal = np.zeros((256, 3), dtype=np.uint8)
         pal[:len(p)] = np.rint(p[:256]).astype(np.uint8)
         if len(p) < 256:
-            pal[255] = IGNORE_COLOUR
-            used = arr[arr != 255]
+            pal[IGNORE_INDEX] = IGNORE_COLOUR
+            used = arr[arr != IGNORE_INDEX]
             if used.size and used.max() >= len(p):
                 raise ValueError(f"labels holds class {used.max()} but palette has only {len(p)} "
                                  f"colours.")
@@ -243,7 +222,7 @@ def overlay_labels(image, labels, alpha=0.5, palette=None):
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}.")
     colours = colorize_labels(arr, palette).astype(np.float32)
     blend = (1 - alpha) * out.astype(np.float32) + alpha * colours
-    keep = (arr == 0) | (arr == 255)
+    keep = (arr == 0) | (arr == IGNORE_INDEX)
     return np.where(keep[:, :, None], out, np.rint(blend).astype(np.uint8))
 
 
@@ -251,7 +230,9 @@ def image_grid(images, ncols=None, padding=2, fill=(255, 255, 255)):
     """Tile images into one RGB picture, row by row.
 
     Images of different sizes are centred in cells of the largest height and
-    width; gray and float images are converted as described in the module.
+    width; gray and float images are converted as described in the module
+    (for an ``(n, H, W[, C])`` array the pixel scale is decided once for the
+    whole stack, for a sequence once per image).
 
     Parameters
     ----------
@@ -272,12 +253,15 @@ def image_grid(images, ncols=None, padding=2, fill=(255, 255, 255)):
     >>> image_grid([np.zeros((4, 4)), np.zeros((6, 2, 3))], ncols=2, padding=1).shape
     (8, 11, 3)
     """
+    scale = None
     if isinstance(images, np.ndarray) and images.ndim in (3, 4):
+        if images.dtype.kind in "iuf" and images.dtype != np.uint8 and images.size:
+            scale = pixel_scale(images, "images")  # one scale for the whole stack
         images = list(images)
     if isinstance(images, (str, bytes)) or not hasattr(images, "__len__") or len(images) == 0:
         raise ValueError("images must be a non-empty sequence of images or an (n, H, W[, C]) "
                          "array.")
-    tiles = [_as_rgb(im, f"images[{i}]") for i, im in enumerate(images)]
+    tiles = [_as_rgb(im, f"images[{i}]", scale) for i, im in enumerate(images)]
     n = len(tiles)
     if ncols is None:
         ncols = int(np.ceil(np.sqrt(n)))

@@ -36,7 +36,8 @@ def test_make_faces_deterministic_and_leaves_global_rng_alone():
     after = np.random.get_state()
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert not np.array_equal(a[0], c[0])
-    assert state[0] == after[0] and np.array_equal(state[1], after[1]) and state[2] == after[2]
+    # the global generator is untouched: same key, position and cached Gaussian
+    assert np.array_equal(state[1], after[1]) and state[2:] == after[2:]
 
 
 def test_every_class_appears_and_optional_parts_are_optional(faces):
@@ -166,8 +167,20 @@ def test_landmarks_bad_input():
         landmarks_to_mask(pts, (100,))
     with pytest.raises(ValueError, match="shape"):
         landmarks_to_mask(pts, (100, 0))
-    with pytest.raises(ValueError, match="classes"):
+    inf = pts.copy()
+    inf[3, 0] = np.inf
+    with pytest.raises(ValueError, match="keypoints68 contains infinity"):
+        landmarks_to_mask(inf, (100, 100))
+    with pytest.raises(ValueError, match=r"keypoints68 must hold 68 points.*got \(60, 2\)"):
+        landmarks_to_mask(pts[:60], (100, 100))
+    with pytest.raises(TypeError, match="keypoints68 must hold numbers"):
+        landmarks_to_mask(np.full((68, 2), "x"), (100, 100))
+    with pytest.raises(ValueError, match=r"classes must include \['nose'"):
         landmarks_to_mask(pts, (100, 100), classes=("background", "skin"))
+    with pytest.raises(ValueError, match="classes must be unique"):
+        landmarks_to_mask(pts, (100, 100), classes=list(CELEBAMASK_CLASSES) + ["skin"])
+    with pytest.raises(TypeError, match="classes"):
+        landmarks_to_mask(pts, (100, 100), classes="skin")
     with pytest.raises(ValueError, match="forehead"):
         landmarks_to_mask(pts, (100, 100), forehead=-1)
 
@@ -186,8 +199,12 @@ def test_landmarks_to_masks_batch():
         landmarks_to_masks(kp, (64, 64))
     with pytest.raises(ValueError, match="shapes"):
         landmarks_to_masks(kp[:1], [(64, 64), (64, 64)])
-    with pytest.raises(ValueError, match="keypoints"):
+    with pytest.raises(ValueError, match=r"keypoints must have shape \(n, 2K\)"):
         landmarks_to_masks(kp[0], (64, 64))
+    with pytest.raises(ValueError, match=r"keypoints must have shape \(n, 136\) or \(n, 68, 2\)"):
+        landmarks_to_masks(kp[:, :120], (64, 64))
+    with pytest.raises(TypeError, match="keypoints must hold numbers"):
+        landmarks_to_masks([["a"] * 136], (64, 64))
 
 
 @pytest.mark.skipif(not (YTF68 / "keypoints.csv").is_file(), reason="ytf68 data not available")

@@ -1,5 +1,7 @@
 """Tests for skkp.metrics: hand-computed cases, agreement with sklearn.metrics,
 NaN handling, input validation and the scorers inside sklearn's model selection."""
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -12,7 +14,8 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score, cross_
 from sklearn.neighbors import KNeighborsRegressor
 
 import skkp.metrics as M
-from skkp.datasets import CELEBAMASK_CLASSES
+from skkp.schemas import (CELEBAMASK_CLASSES, IBUG68_SCHEMA, IGNORE_INDEX, KAGGLE_SCHEMA, KEYPOINT_SCHEMAS,
+                          KeypointSchema)
 
 
 def _frozen(*arrays):
@@ -110,13 +113,16 @@ def test_all_unlabelled_raises():
 
 
 @pytest.mark.parametrize("y_true, y_pred, match", [
-    (np.zeros((2, 5)), np.zeros((2, 5)), "even number"),
-    (np.zeros(4), np.zeros(4), "2-D"),
-    (np.zeros((2, 2, 3)), np.zeros((2, 2, 3)), r"\(n, K, 2\)"),
+    (np.zeros((2, 5)), np.zeros((2, 5)), r"y_true must have shape \(n, 2K\).*got \(2, 5\)"),
+    (np.zeros(4), np.zeros(4), r"y_true must have shape.*got \(4,\)"),
+    (np.zeros((2, 2, 3)), np.zeros((2, 2, 3)), r"y_true must have shape.*\(n, K, 2\)"),
+    (np.zeros((2, 4)), np.zeros((2, 5)), r"y_pred must have shape"),
     (np.zeros((2, 4)), np.zeros((3, 4)), "different keypoint shapes"),
     (np.zeros((2, 4)), np.zeros((2, 6)), "different keypoint shapes"),
-    (np.zeros((0, 4)), np.zeros((0, 4)), "empty"),
-    (np.zeros((1, 2)), np.array([[np.inf, 0.0]]), "y_pred contains infinite"),
+    (np.zeros((0, 4)), np.zeros((0, 4)), "y_true is empty"),
+    (np.zeros((1, 2)), np.array([[np.inf, 0.0]]), "y_pred contains infinity"),
+    (None, np.zeros((1, 2)), "y_true is None"),
+    (np.zeros((1, 2), complex), np.zeros((1, 2)), "y_true must hold real numbers"),
 ])
 def test_keypoint_input_validation(y_true, y_pred, match):
     with pytest.raises(ValueError, match=match):
@@ -124,8 +130,10 @@ def test_keypoint_input_validation(y_true, y_pred, match):
 
 
 def test_keypoint_type_and_weight_validation():
-    with pytest.raises(TypeError, match="y_true"):
+    with pytest.raises(TypeError, match="y_true must hold numbers"):
         M.mean_point_error([["a", "b"]], [[0.0, 0.0]])
+    with pytest.raises(TypeError, match="y_pred must be"):
+        M.mean_point_error([[0.0, 0.0]], "0 0")
     with pytest.raises(ValueError, match="sample_weight"):
         M.mean_point_error(np.zeros((2, 2)), np.ones((2, 2)), sample_weight=[1.0])
     with pytest.raises(ValueError, match="sample_weight"):
@@ -293,25 +301,29 @@ def test_ced_curve_and_auc():
         M.ced_auc(t, p, max_threshold=-1)
 
 
-def test_keypoint_inputs_not_modified():
+_KEYPOINT_METRICS = [
+    M.mean_absolute_error_px, M.root_mean_squared_error_px, M.mean_point_error, M.per_keypoint_error,
+    lambda t, p: M.normalized_mean_error(t, p, normalizer="bbox", points=[1, 2]),
+    M.failure_rate, M.pck, M.ced_auc, M.cumulative_error_curve,
+]
+
+
+@pytest.mark.parametrize("layout", [(3, 68, 2), (3, 136)])
+def test_keypoint_inputs_not_modified(layout):
     rng = np.random.RandomState(6)
     t = _face68(rng, n=3)
     t[0, 5] = np.nan
     p = t + 1.0
     p[0, 5] = np.nan
-    t, p = _frozen(t, p)
+    t, p = t.reshape(layout), p.reshape(layout)
     t0, p0 = t.copy(), p.copy()
-    M.mean_absolute_error_px(t, p)
-    M.root_mean_squared_error_px(t, p)
-    M.mean_point_error(t, p)
-    M.per_keypoint_error(t, p)
-    M.normalized_mean_error(t, p, normalizer="bbox", points=[1, 2])
-    M.failure_rate(t, p)
-    M.pck(t, p)
-    M.ced_auc(t, p)
-    M.cumulative_error_curve(t, p)
-    np.testing.assert_array_equal(t, t0)
-    np.testing.assert_array_equal(p, p0)
+    frozen_t, frozen_p = _frozen(t, p)
+    for f in _KEYPOINT_METRICS:
+        expected = f(t, p)
+        # read-only inputs work too (no write to them), with the same result
+        np.testing.assert_array_equal(f(frozen_t, frozen_p), expected)
+        np.testing.assert_array_equal(t, t0)  # writeable inputs come back unchanged
+        np.testing.assert_array_equal(p, p0)
 
 
 # --------------------------------------------------------------------------- #
@@ -350,6 +362,63 @@ def test_scorers_in_grid_search():
     assert res["test_nme"].shape == (2,)
 
 
+def test_outer_eyes_is_the_ibug68_schema_pair():
+    assert M.OUTER_EYES_68 == IBUG68_SCHEMA.normalizer == (36, 45)
+    rng = np.random.RandomState(16)
+    t = _face68(rng, n=4)
+    t[2, 45] = [75.0, 42.0]
+    p = t + rng.normal(0, 1.0, size=t.shape)
+    expected = M.per_image_nme(t, p, normalizer=(36, 45))
+    for normalizer in ("outer_eyes", "ibug68", IBUG68_SCHEMA, M.OUTER_EYES_68):
+        np.testing.assert_allclose(M.per_image_nme(t, p, normalizer=normalizer), expected)
+
+
+@pytest.mark.parametrize("name", sorted(KEYPOINT_SCHEMAS))
+def test_schema_normalizers(name):
+    schema = KEYPOINT_SCHEMAS[name]
+    rng = np.random.RandomState(17)
+    t = rng.uniform(0, 90, size=(5, schema.n_keypoints, 2))
+    p = t + rng.normal(0, 2.0, size=t.shape)
+    i, j = schema.normalizer
+    expected = [np.linalg.norm(t[n] - p[n], axis=1).mean() / np.linalg.norm(t[n, i] - t[n, j])
+                for n in range(5)]
+    np.testing.assert_allclose(M.per_image_nme(t, p, normalizer=name), expected)
+    np.testing.assert_allclose(M.per_image_nme(t, p, normalizer=schema), expected)
+    assert M.normalized_mean_error(t, p, normalizer=name) == pytest.approx(np.mean(expected))
+    assert M.failure_rate(t, p, 1e9, normalizer=schema) == 0.0
+
+
+def test_schema_normalizer_errors():
+    y = np.zeros((2, 4, 2))
+    y[:, 1, 0] = 10.0
+    with pytest.raises(ValueError, match="normalizer='kaggle15' needs the 15-point 'kaggle15' layout.*K=4"):
+        M.per_image_nme(y, y, normalizer="kaggle15")
+    with pytest.raises(ValueError, match="needs the 68-point 'ibug68' layout"):
+        M.normalized_mean_error(y, y, normalizer=IBUG68_SCHEMA)
+    no_pair = KeypointSchema("four", ("a", "b", "c", "d"))
+    with pytest.raises(ValueError, match="schema 'four' has no normalising pair"):
+        M.per_image_nme(y, y, normalizer=no_pair)
+    with pytest.raises(ValueError, match="schema 'four' has no normalising pair"):
+        M.nme_scorer(no_pair)
+    with pytest.raises(ValueError, match="KEYPOINT_SCHEMAS"):
+        M.per_image_nme(y, y, normalizer="ibug_68")
+    # a custom schema with a pair is used as given
+    pair = KeypointSchema("four", ("a", "b", "c", "d"), normalizer=(0, 1))
+    np.testing.assert_allclose(M.per_image_nme(y, y + [3.0, 4.0], normalizer=pair), [0.5, 0.5])
+
+
+def test_nme_scorer_with_a_schema_name():
+    rng = np.random.RandomState(18)
+    y = rng.uniform(0, 96, size=(12, 2 * KAGGLE_SCHEMA.n_keypoints))
+    X = rng.normal(size=(12, 2))
+    cv = KFold(3)
+    scores = cross_val_score(DummyRegressor(), X, y, cv=cv, scoring=M.nme_scorer("kaggle15"))
+    expected = [-M.normalized_mean_error(y[te], np.tile(y[tr].mean(axis=0), (len(te), 1)),
+                                         normalizer=KAGGLE_SCHEMA.normalizer)
+                for tr, te in cv.split(X)]
+    np.testing.assert_allclose(scores, expected)
+
+
 def test_nme_scorer_outer_eyes_and_bad_args():
     rng = np.random.RandomState(9)
     y = _face68(rng, n=12).reshape(12, -1)
@@ -358,7 +427,7 @@ def test_nme_scorer_outer_eyes_and_bad_args():
     assert s.shape == (3,) and np.all(s < 0)
     with pytest.raises(ValueError, match="cross-validation"):
         M.nme_scorer(np.ones(12))
-    with pytest.raises(ValueError, match="normalizer"):
+    with pytest.raises(ValueError, match="normalizer must be 'outer_eyes', 'bbox', a schema name"):
         M.nme_scorer("eyes")
 
 
@@ -462,11 +531,17 @@ def test_parsing_report():
     (np.zeros(5, int), np.zeros(5, int), 3, {}, ValueError, "label map"),
     (np.zeros((1, 1, 2, 2), int), np.zeros((1, 1, 2, 2), int), 3, {}, ValueError, "label map"),
     (np.array([[0, 3]]), np.array([[0, 1]]), 3, {}, ValueError, r"y_true has labels outside.*\[3\]"),
-    (np.array([[0, 1]]), np.array([[0, 255]]), 3, {}, ValueError, "y_pred has labels outside"),
-    (np.array([[0, 1]]), np.array([[0, -1]]), 3, {}, ValueError, "y_pred has labels outside"),
+    (np.array([[0, 1]]), np.array([[0, 255]]), 3, {}, ValueError,
+     r"y_pred \(at scored pixels\) has labels outside.*\[255\]"),
+    (np.array([[0, 1]]), np.array([[0, -1]]), 3, {}, ValueError, r"y_pred \(at scored pixels\).*\[-1\]"),
+    (np.array([[0, 255]]), np.array([[0, 1]]), 3, {"ignore_index": None}, ValueError,
+     r"y_true has labels outside the 3 classes \[0, 3\): \[255\]"),
     (np.array([[0, 1]]), np.array([[0, 1]]), 0, {}, ValueError, "n_classes"),
     (np.array([[0, 1]]), np.array([[0, 1]]), 3, {"ignore_index": 1}, ValueError, "ignore_index"),
-    (np.array([[0.0, 1.5]]), np.array([[0, 1]]), 3, {}, TypeError, "y_true must hold integer"),
+    (np.array([[0.0, 1.5]]), np.array([[0, 1]]), 3, {}, ValueError, "y_true must hold integer.*1.5"),
+    (np.array([[0.0, np.nan]]), np.array([[0, 1]]), 3, {}, ValueError, "y_true contains NaN"),
+    (np.array([["a", "b"]]), np.array([[0, 1]]), 3, {}, TypeError, "y_true must hold numbers"),
+    (np.array([[0, 1]]), "0 1", 3, {}, TypeError, "y_pred must be"),
     (np.array([[255, 255]]), np.array([[0, 1]]), 3, {}, ValueError, "nothing to score"),
 ])
 def test_parsing_input_validation(y_true, y_pred, n_classes, kwargs, err, match):
@@ -477,16 +552,25 @@ def test_parsing_input_validation(y_true, y_pred, n_classes, kwargs, err, match)
 def test_parsing_accepts_integral_floats_and_leaves_inputs_alone():
     rng = np.random.RandomState(14)
     t, p = _label_maps(rng)
-    t, p = _frozen(t, p)
     t0, p0 = t.copy(), p.copy()
     r = M.parsing_report(t, p, 5)
-    assert M.mean_iou(t.astype(float), p.astype(float), 5) == pytest.approx(r["mean_iou"])
-    np.testing.assert_array_equal(t, t0)
+    np.testing.assert_array_equal(t, t0)  # writeable inputs come back unchanged
     np.testing.assert_array_equal(p, p0)
+    frozen_t, frozen_p = _frozen(t, p)    # read-only ones are accepted
+    np.testing.assert_array_equal(M.parsing_report(frozen_t, frozen_p, 5)["confusion_matrix"],
+                                  r["confusion_matrix"])
+    assert M.mean_iou(t.astype(float), p.astype(float), 5) == pytest.approx(r["mean_iou"])
     # ignored pixels may hold anything in y_pred
     p2 = np.array(p)
     p2[t == 255] = 200
     assert M.mean_iou(t, p2, 5) == pytest.approx(r["mean_iou"])
+    # bool maps are class 0 / 1; another ignore_index (here -1) works the same way as 255
+    b = t[0] > 2
+    np.testing.assert_array_equal(M.parsing_confusion_matrix(b, b, 2), [[(~b).sum(), 0], [0, b.sum()]])
+    t3 = t.astype(np.int64)
+    t3[t == IGNORE_INDEX] = -1
+    np.testing.assert_array_equal(M.parsing_confusion_matrix(t3, p2, 5, ignore_index=-1),
+                                  r["confusion_matrix"])
 
 
 class _ThresholdParser(BaseEstimator):
@@ -515,3 +599,11 @@ def test_parsing_scorers_in_grid_search():
     assert gs.cv_results_["mean_test_f1"][2] < 1.0
     with pytest.raises(ValueError, match="n_classes"):
         M.miou_scorer(0)
+
+
+def test_importing_metrics_and_datasets_loads_no_torch():
+    code = ("import sys, skkp.datasets, skkp.metrics, skkp.plotting; "
+            "assert 'torch' not in sys.modules and 'skorch' not in sys.modules, "
+            "sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'skorch'))[:5]")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr

@@ -3,8 +3,10 @@ import cv2
 import numpy as np
 import pytest
 
+from skkp._validation import pixel_scale
 from skkp.plotting import (IGNORE_COLOUR, PALETTE, colorize_labels, draw_keypoints, image_grid,
                            overlay_labels, save_png)
+from skkp.schemas import IGNORE_INDEX
 
 
 def _rng():
@@ -21,12 +23,46 @@ def test_draw_keypoints_accepts_gray_rgb_float(image):
     assert out.shape == (30, 40, 3) and out.dtype == np.uint8
     assert out[6, 5].tolist() == [0, 255, 0] and out[15, 20].tolist() == [0, 255, 0]
     assert np.array_equal(image, before)
-    assert out is not image
+    assert not np.shares_memory(out, image)
 
 
-def test_float_images_are_scaled():
-    assert draw_keypoints(np.full((8, 8), 0.5), [])[0, 0].tolist() == [128] * 3   # [0, 1] floats
-    assert draw_keypoints(np.full((8, 8), 300.0), [])[0, 0].tolist() == [255] * 3  # clipped
+@pytest.mark.parametrize("image, expected", [
+    (np.full((8, 8), 0.5), 128),                      # floats within [0, 1]: the 0-1 scale
+    (np.full((8, 8), 1.0, np.float32), 255),
+    (np.full((8, 8), 0.5, np.float16), 128),
+    (np.array([[0.5, 2.0]] * 4), 0),                  # any other float image: the 0-255 scale
+    (np.full((8, 8), 200.0), 200),
+    (np.full((8, 8), 1, np.int64), 1),                # integers: always 0-255
+    (np.full((8, 8), 200, np.uint16), 200),
+    (np.full((8, 8), -3.0), 0),                       # negative and NaN pixels are drawn black
+    (np.full((8, 8), np.nan), 0),
+    (np.ones((8, 8), bool), 255),                     # bool: black and white
+])
+def test_pixel_values_follow_the_one_rule(image, expected):
+    out = draw_keypoints(image, [])
+    assert out[0, 0].tolist() == [expected] * 3
+    if image.dtype.kind in "iuf":  # the same reading as the estimators' pixel_scale
+        scale = pixel_scale(image)
+        with np.errstate(invalid="ignore"):
+            want = np.clip(np.nan_to_num(np.rint(image[0, 0] * 255.0 / scale)), 0, 255)
+        assert out[0, 0, 0] == want
+
+
+@pytest.mark.parametrize("image", [np.full((8, 8), 300.0), np.full((8, 8), 256, np.uint16),
+                                   np.array([[0.5, 255.5]])])
+def test_pixel_values_above_255_raise(image):
+    with pytest.raises(ValueError, match="image has pixel values up to"):
+        draw_keypoints(image, [])
+    with pytest.raises(ValueError, match=r"images\[0\] has pixel values up to"):
+        image_grid([image])
+
+
+def test_image_grid_reads_a_stack_on_one_scale():
+    stack = np.stack([np.full((4, 4), 0.75), np.full((4, 4), 100.0)])
+    grid = image_grid(stack, ncols=2, padding=0)
+    assert grid[0, 0].tolist() == [1] * 3 and grid[0, 4].tolist() == [100] * 3  # 0.75 on 0-255
+    listed = image_grid(list(stack), ncols=2, padding=0)                         # one scale each
+    assert listed[0, 0].tolist() == [191] * 3 and listed[0, 4].tolist() == [100] * 3
 
 
 def test_draw_keypoints_colour_nan_labels_and_truth():
@@ -54,7 +90,9 @@ def test_draw_keypoints_default_radius_scales_with_image():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"keypoints": [1.0, 2.0, 3.0]}, "keypoints"), ({"color": (0, 300, 0)}, "color"),
-    ({"radius": -1}, "radius"), ({"truth": [1.0, 2.0]}, "truth"),
+    ({"radius": -1}, "radius"), ({"truth": [1.0, 2.0]}, "truth must hold 2 points"),
+    ({"keypoints": np.zeros((2, 3))}, r"keypoints must have shape \(2K,\)"),
+    ({"keypoints": [1.0, np.inf]}, "keypoints contains infinity"),
 ])
 def test_draw_keypoints_bad_input(kwargs, match):
     args = {"image": np.zeros((10, 10)), "keypoints": [1.0, 2.0, 3.0, 4.0]}
@@ -68,6 +106,10 @@ def test_bad_images():
         draw_keypoints(np.zeros((10, 10, 4)), [1, 1])
     with pytest.raises(TypeError, match="image"):
         draw_keypoints("picture.png", [1, 1])
+    with pytest.raises(TypeError, match="image must hold numbers"):
+        draw_keypoints(np.full((4, 4), "x"), [1, 1])
+    with pytest.raises(TypeError, match="keypoints must hold numbers"):
+        draw_keypoints(np.zeros((4, 4)), ["a", "b"])
 
 
 def test_colorize_labels():
@@ -78,31 +120,40 @@ def test_colorize_labels():
     assert rgb[0, 0].tolist() == [0, 0, 0] and rgb[1, 1].tolist() == list(IGNORE_COLOUR)
     assert rgb[0, 1].tolist() == PALETTE[1].tolist() and rgb[1, 0].tolist() == PALETTE[18].tolist()
     assert np.array_equal(labels, before)
-    assert len({tuple(c) for c in PALETTE[:19]}) == 19 and tuple(IGNORE_COLOUR) not in \
-        {tuple(c) for c in PALETTE}
+    # the 19 CelebAMask-HQ classes get 19 distinct colours, none of them the ignore grey
+    classes = colorize_labels(np.arange(19)).tolist()
+    assert len({tuple(c) for c in classes}) == 19
+    assert list(IGNORE_COLOUR) not in colorize_labels(np.arange(IGNORE_INDEX)).tolist()
+    assert colorize_labels(np.array([IGNORE_INDEX]))[0].tolist() == list(IGNORE_COLOUR)
     stack = colorize_labels(np.stack([labels, labels]).astype(np.uint8))
     assert stack.shape == (2, 2, 3, 3)
     custom = colorize_labels(np.array([[0, 1, 255]]), palette=[[1, 2, 3], [4, 5, 6]])
     assert custom.tolist() == [[[1, 2, 3], [4, 5, 6], list(IGNORE_COLOUR)]]
     with pytest.raises(ValueError, match="palette"):
         colorize_labels(np.array([[2]]), palette=[[1, 2, 3], [4, 5, 6]])
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(ValueError, match=r"labels has labels outside.*\[-1\]"):
         colorize_labels(np.array([[-1]]))
-    with pytest.raises(TypeError, match="labels"):
+    with pytest.raises(ValueError, match=r"labels has labels outside.*\[256\]"):
+        colorize_labels(np.array([[256]]))
+    with pytest.raises(ValueError, match="labels must hold integer class labels.*0.5"):
         colorize_labels(np.array([[0.5]]))
+    with pytest.raises(TypeError, match="labels must hold numbers"):
+        colorize_labels(np.array([["a"]]))
+    assert colorize_labels(np.array([[1.0, 255.0]])).tolist() == colorize_labels([[1, 255]]).tolist()
 
 
 def test_overlay_labels():
     image = np.full((6, 6, 3), 100, np.uint8)
     labels = np.zeros((6, 6), np.uint8)
     labels[1, 1], labels[2, 2] = 4, 255
+    image0, labels0 = image.copy(), labels.copy()
     out = overlay_labels(image, labels, alpha=1.0)
     assert out[1, 1].tolist() == PALETTE[4].tolist()
     assert out[0, 0].tolist() == [100] * 3 and out[2, 2].tolist() == [100] * 3
     half = overlay_labels(image[:, :, 0], labels, alpha=0.5)
     assert half[1, 1].tolist() == np.rint((100 + PALETTE[4].astype(float)) / 2).tolist()
     assert np.array_equal(overlay_labels(image, labels, alpha=0.0), image)
-    assert np.array_equal(image, np.full((6, 6, 3), 100)) and labels[1, 1] == 4
+    assert np.array_equal(image, image0) and np.array_equal(labels, labels0)
     with pytest.raises(ValueError, match="labels"):
         overlay_labels(image, labels[:5])
     with pytest.raises(ValueError, match="alpha"):

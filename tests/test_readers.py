@@ -248,8 +248,13 @@ def test_read_pts_errors(tmp_path, text, message):
 def test_write_pts_rejects_bad_points(tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         write_pts(tmp_path / "x.pts", [[1.0, np.nan]])
-    with pytest.raises(ValueError, match=r"\(K, 2\)"):
+    with pytest.raises(ValueError, match="points contains infinity"):
+        write_pts(tmp_path / "x.pts", [[1.0, np.inf]])
+    with pytest.raises(ValueError, match=r"points must have shape \(2K,\).*\(K, 2\); got \(2, 3\)"):
         write_pts(tmp_path / "x.pts", np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="points must hold numbers"):
+        write_pts(tmp_path / "x.pts", [["1", "2"]])
+    assert not (tmp_path / "x.pts").exists()  # nothing written on an error
 
 
 # --------------------------------------------------------------------------- crops
@@ -343,7 +348,9 @@ def test_crop_from_keypoints_ignores_nan_points():
     (dict(boxes=[[0, 0, 9, 9]], jitter=(0.1,)), ValueError, "jitter"),
     (dict(boxes=[[0, 0, 9, 9]], size=0), ValueError, "size"),
     (dict(boxes=[[0, 0, 9, 9]], margin=-1), ValueError, "margin"),
-    (dict(keypoints=np.ones((1, 3))), ValueError, r"\(n, 2K\)"),
+    (dict(keypoints=np.ones((1, 3))), ValueError, r"keypoints must have shape \(n, 2K\)"),
+    (dict(keypoints=[[0.0, 0.0, np.inf, 5.0]]), ValueError, "keypoints contains infinity"),
+    (dict(keypoints=[["a", "b"]]), TypeError, "keypoints must hold numbers"),
 ])
 def test_crop_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -357,6 +364,8 @@ def test_crop_rejects_bad_images():
         crop_faces([np.zeros((10, 10, 4), np.uint8)], boxes=[[0, 0, 5, 5]])
     with pytest.raises(ValueError, match=r"transforms must have shape"):
         uncrop_keypoints(np.zeros((1, 2)), np.zeros((1, 3, 3)))
+    with pytest.raises(ValueError, match="keypoints has 2 rows but there are 1 images"):
+        uncrop_keypoints(np.zeros((2, 2)), np.tile(np.eye(2, 3), (1, 1, 1)))
 
 
 # --------------------------------------------------------------------------- CelebAMask-HQ
@@ -404,8 +413,12 @@ def test_celebamask_size_classes_and_ids(tmp_path):
     assert only_skin.labels.max() == 1
     with pytest.raises(ValueError, match="ids not found"):
         load_celebamask_hq(root, ids=[5])
-    with pytest.raises(ValueError, match="classes"):
+    with pytest.raises(ValueError, match=r"classes must be a background name.*\['whiskers'\]"):
         load_celebamask_hq(root, classes=("background", "whiskers"))
+    with pytest.raises(ValueError, match=r"classes must be unique names; repeated: \['skin'\]"):
+        load_celebamask_hq(root, classes=("background", "skin", "skin"))
+    with pytest.raises(TypeError, match="classes"):
+        load_celebamask_hq(root, classes="skin")
     with pytest.raises(ValueError, match="size"):
         load_celebamask_hq(root, size=0)
 
@@ -447,10 +460,17 @@ def test_convert_class_order():
     every = np.append(np.arange(19), 255).astype(np.int64)
     back = convert_class_order(convert_class_order(every), "bisenet", "celebamask")
     np.testing.assert_array_equal(back, every)
-    with pytest.raises(ValueError, match="0..18 or 255"):
+    with pytest.raises(ValueError, match=r"labels has labels outside the 19 classes.*255 = ignore.*\[19\]"):
         convert_class_order(np.array([19]))
-    with pytest.raises(TypeError, match="integer"):
-        convert_class_order(np.array([1.0]))
+    with pytest.raises(ValueError, match=r"labels has labels outside.*\[-1\]"):
+        convert_class_order(np.array([-1, 0]))
+    with pytest.raises(ValueError, match="labels must hold integer class labels"):
+        convert_class_order(np.array([1.5]))
+    with pytest.raises(TypeError, match="labels must hold numbers"):
+        convert_class_order(np.array(["skin"]))
+    # whole-number floats are labels too, and bool maps are classes 0 and 1
+    np.testing.assert_array_equal(convert_class_order(labels.astype(np.float32)), out)
+    np.testing.assert_array_equal(convert_class_order(np.array([False, True])), [0, 1])
     with pytest.raises(ValueError, match="not in target"):
         convert_class_order(np.array([1]), target=("background", "hair"))
     two = convert_class_order(np.array([0, 1]), ("bg", "hair"), ("hair", "bg"))

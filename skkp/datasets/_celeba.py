@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._validation import check_labels
 from ..schemas import BISENET_CLASSES, CELEBAMASK_CLASSES, IGNORE_INDEX, check_class_names
 
 _ORDERS = {"celebamask": CELEBAMASK_CLASSES, "bisenet": BISENET_CLASSES}
@@ -30,8 +31,10 @@ def convert_class_order(labels, source="celebamask", target="bisenet"):
 
     Parameters
     ----------
-    labels : integer array of any shape
-        Values are indices into ``source``; 255 (ignore) stays 255.
+    labels : array-like of whole numbers, any shape
+        Values are indices into ``source``; 255 (:data:`~skkp.schemas.IGNORE_INDEX`)
+        stays 255. Integer, bool or whole-number float arrays
+        (:func:`skkp._validation.check_labels`).
     source, target : {"celebamask", "bisenet"} or sequence of str
         Class orders (:data:`CELEBAMASK_CLASSES`, :data:`BISENET_CLASSES`) or
         explicit name lists. Every source class must exist in the target.
@@ -50,12 +53,7 @@ def convert_class_order(labels, source="celebamask", target="bisenet"):
     missing = [c for c in src if c not in dst]
     if missing:
         raise ValueError(f"classes {missing} of source are not in target {dst}")
-    arr = np.asarray(labels)
-    if arr.dtype.kind not in "iub":
-        raise TypeError(f"labels must be an integer array, got dtype {arr.dtype}")
-    bad = (arr < 0) | ((arr >= len(src)) & (arr != IGNORE_INDEX))
-    if bad.any():
-        raise ValueError(f"labels must be in 0..{len(src) - 1} or 255, found {arr[bad].flat[0]}")
+    arr = check_labels(labels, len(src), "labels", ignore_index=IGNORE_INDEX)
     lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     lut[:len(src)] = [dst.index(c) for c in src]
     return lut[arr.astype(np.intp)]
@@ -145,8 +143,9 @@ def load_celebamask_hq(root, split=None, size=None, classes=CELEBAMASK_CLASSES, 
     size : int, optional
         Side of the returned square images and label maps.
     classes : sequence of str
-        Output class order; ``classes[0]`` is the background, the others name
-        mask files. Parts left out become background.
+        Output class order (checked by :func:`skkp.schemas.check_class_names`);
+        ``classes[0]`` is the background, the others name mask files. Parts left
+        out become background.
     ids : sequence of int, optional
         Load only these image indices (the full set at 512 px needs ~31 GB).
 
@@ -178,11 +177,11 @@ def load_celebamask_hq(root, split=None, size=None, classes=CELEBAMASK_CLASSES, 
     if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer))
                              or size < 1):
         raise ValueError(f"size must be None or a positive integer, got {size!r}")
-    classes = tuple(classes)
+    classes = tuple(check_class_names(classes, "classes"))
     unknown = [c for c in classes[1:] if c not in CELEBAMASK_CLASSES[1:]]
-    if not classes or len(set(classes)) != len(classes) or unknown:
-        raise ValueError("classes must be distinct names: a background name then CelebAMask-HQ "
-                         f"parts {CELEBAMASK_CLASSES[1:]}; got {classes}")
+    if unknown:
+        raise ValueError(f"classes must be a background name then CelebAMask-HQ parts "
+                         f"{CELEBAMASK_CLASSES[1:]}; got unknown parts {unknown}")
     found = sorted(int(os.path.splitext(f)[0]) for f in os.listdir(image_dir)
                    if f.lower().endswith(".jpg") and os.path.splitext(f)[0].isdigit())
     if ids is not None:

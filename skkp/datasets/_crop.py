@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
+from .._validation import check_points
+
 
 def _as_image_list(images):
     """Images as a list of uint8 (h, w) or (h, w, 3) arrays (no copies)."""
@@ -29,22 +31,6 @@ def _as_image_list(images):
             raise ValueError(f"images[{i}] is empty: shape {image.shape}")
         out.append(image)
     return out
-
-
-def _as_points(keypoints, n, name="keypoints"):
-    """(n, 2K) or (n, K, 2) float -> ((n, K, 2) float64 copy, original shape)."""
-    arr = np.array(keypoints, dtype=np.float64)  # a copy: the caller's array is never touched
-    if arr.ndim == 2 and arr.shape[1] % 2 == 0:
-        points = arr.reshape(arr.shape[0], -1, 2)
-    elif arr.ndim == 3 and arr.shape[2] == 2:
-        points = arr
-    else:
-        raise ValueError(f"{name} must have shape (n, 2K) or (n, K, 2), got {arr.shape}")
-    if n is not None and points.shape[0] != n:
-        raise ValueError(f"{name} has {points.shape[0]} rows but there are {n} images")
-    if np.isinf(points).any():
-        raise ValueError(f"{name} must be finite or NaN (missing), found inf")
-    return points, arr.shape
 
 
 def _map_points(points, A, t):
@@ -118,7 +104,8 @@ def crop_faces(images, keypoints=None, boxes=None, size=96, margin=0.25, gray=Tr
     images : list of uint8 arrays (h, w) or (h, w, 3) RGB, or array (n, H, W[, C])
     keypoints : array of shape (n, 2K) or (n, K, 2), optional
         Pixels x0, y0, x1, y1, ...; NaN = missing (a point with one NaN
-        coordinate is missing as a whole). Mapped into the crops.
+        coordinate is missing as a whole), infinity is an error
+        (:func:`skkp._validation.check_points`). Mapped into the crops.
     boxes : array of shape (n, 4), optional
         x0, y0, x1, y1 per image; used instead of the keypoint extent.
     size : int
@@ -156,7 +143,7 @@ def crop_faces(images, keypoints=None, boxes=None, size=96, margin=0.25, gray=Tr
     if not isinstance(margin, numbers.Real) or not margin >= 0:
         raise ValueError(f"margin must be a number >= 0, got {margin!r}")
     shift, scale = _parse_jitter(jitter)
-    points, shape = (None, None) if keypoints is None else _as_points(keypoints, n)
+    points = None if keypoints is None else check_points(keypoints, "keypoints", n_samples=n)
     box = _boxes_from(points, boxes, n)
     side = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
     if np.any(side <= 0):
@@ -184,7 +171,8 @@ def crop_faces(images, keypoints=None, boxes=None, size=96, margin=0.25, gray=Tr
         transforms[i] = M
     out_points = None
     if points is not None:
-        out_points = _map_points(points, transforms[:, :, :2], transforms[:, :, 2]).reshape(shape)
+        out_points = _map_points(points, transforms[:, :, :2], transforms[:, :, 2])
+        out_points = out_points.reshape(np.shape(keypoints))  # the layout given
     return Bunch(images=crops, keypoints=out_points, transforms=transforms)
 
 
@@ -213,7 +201,7 @@ def uncrop_keypoints(keypoints, transforms):
     transforms = np.asarray(transforms, dtype=np.float64)
     if transforms.ndim != 3 or transforms.shape[1:] != (2, 3):
         raise ValueError(f"transforms must have shape (n, 2, 3), got {transforms.shape}")
-    points, shape = _as_points(keypoints, transforms.shape[0])
+    points = check_points(keypoints, "keypoints", n_samples=transforms.shape[0])
     A_inv = np.linalg.inv(transforms[:, :, :2])
     t_inv = -np.einsum("nij,nj->ni", A_inv, transforms[:, :, 2])
-    return _map_points(points, A_inv, t_inv).reshape(shape)
+    return _map_points(points, A_inv, t_inv).reshape(np.shape(keypoints))

@@ -4,7 +4,8 @@ import numbers
 import cv2
 import numpy as np
 
-from ..schemas import CELEBAMASK_CLASSES
+from .._validation import check_point_set, check_points
+from ..schemas import CELEBAMASK_CLASSES, check_class_names
 
 _SHIFT = 4                      # cv2 fixed-point bits: vertices at 1/16 pixel
 _ONE = float(1 << _SHIFT)
@@ -57,19 +58,11 @@ def landmarks68_template(size=100):
 
 
 def _check_landmarks(keypoints68, name):
-    try:
-        pts = np.array(keypoints68, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an array of 68 (x, y) landmarks, got "
-                        f"{type(keypoints68).__name__}.") from None
-    if pts.shape not in ((136,), (68, 2)):
-        raise ValueError(f"{name} must have shape (136,) as x0, y0, ..., x67, y67 or (68, 2), "
-                         f"got {pts.shape}.")
-    pts = pts.reshape(68, 2)
-    if not np.all(np.isfinite(pts)):
-        bad = sorted(set(np.flatnonzero(~np.isfinite(pts).all(axis=1)).tolist()))
-        raise ValueError(f"{name} holds NaN or infinite values (landmarks {bad}); every one of "
-                         f"the 68 landmarks is needed to build a label map.")
+    pts = check_point_set(keypoints68, name, n_points=68)
+    if np.isnan(pts).any():
+        bad = np.flatnonzero(np.isnan(pts).any(axis=1)).tolist()
+        raise ValueError(f"{name} holds NaN values (landmarks {bad}); every one of the 68 landmarks "
+                         f"is needed to build a label map.")
     return pts
 
 
@@ -118,8 +111,9 @@ def landmarks_to_mask(keypoints68, shape, classes=CELEBAMASK_CLASSES, forehead=0
     shape : (int, int) or (int, int, int)
         Shape of the image; the label map has its height and width.
     classes : sequence of str, default=CELEBAMASK_CLASSES
-        Class names; each painted region gets the index of its name here.
-        Must contain ``background`` and the names above.
+        Class names (unique, at most 255: label 255 is the ignore index); each
+        painted region gets the index of its name here. Must contain
+        ``background`` and the names above.
     forehead : float, default=0.2
         How far the brow line is raised to close the skin polygon.
     brow_width : float, default=0.08
@@ -138,13 +132,11 @@ def landmarks_to_mask(keypoints68, shape, classes=CELEBAMASK_CLASSES, forehead=0
     """
     pts = _check_landmarks(keypoints68, "keypoints68")
     height, width = _check_shape(shape)
-    if isinstance(classes, str):
-        raise TypeError("classes must be a sequence of class names, not a single string.")
-    classes = list(classes)
+    classes = check_class_names(classes, "classes")
     missing = [c for c in ("background",) + LANDMARK_PAINT_ORDER if c not in classes]
-    if missing or len(classes) > 256:
-        raise ValueError(f"classes must name at most 256 classes including {missing or 'all'} "
-                         f"of background and {list(LANDMARK_PAINT_ORDER)}; got {classes!r}.")
+    if missing:
+        raise ValueError(f"classes must include {missing} (background and every name of "
+                         f"{list(LANDMARK_PAINT_ORDER)}); got {classes!r}.")
     for name, value in (("forehead", forehead), ("brow_width", brow_width)):
         if not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
@@ -210,14 +202,9 @@ def landmarks_to_masks(keypoints, shapes, classes=CELEBAMASK_CLASSES, **kwargs):
     >>> masks.shape
     (2, 64, 64)
     """
-    try:
-        kp = np.array(keypoints, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError("keypoints must be a numeric array of shape (n, 136) or (n, 68, 2).") \
-            from None
-    if kp.ndim not in (2, 3) or kp.shape[1:] not in ((136,), (68, 2)) or len(kp) == 0:
-        raise ValueError(f"keypoints must have shape (n, 136) or (n, 68, 2) with n >= 1, got "
-                         f"{kp.shape}.")
+    kp = check_points(keypoints, "keypoints")
+    if kp.shape[1] != 68:
+        raise ValueError(f"keypoints must have shape (n, 136) or (n, 68, 2), got {np.shape(keypoints)}.")
     single = np.ndim(shapes) == 1
     if not single and len(shapes) != len(kp):
         raise ValueError(f"shapes must be one (height, width) or one shape per row of keypoints "

@@ -4,6 +4,8 @@ import os
 
 import numpy as np
 
+from .._validation import check_point_set
+
 
 def read_pts(path):
     """Read an iBUG ``.pts`` landmark file into a (K, 2) float64 array.
@@ -80,12 +82,8 @@ def write_pts(path, points):
     Numbers are written with Python's shortest round-trip repr, so
     ``read_pts(path)`` gives back exactly the same float64 values.
     """
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim == 1 and arr.size % 2 == 0:
-        arr = arr.reshape(-1, 2)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"points must have shape (K, 2) or (2K,), got {np.shape(points)}")
-    if not np.all(np.isfinite(arr)):
+    arr = check_point_set(points, "points")
+    if np.isnan(arr).any():
         raise ValueError("points must be finite: the .pts format cannot store missing (NaN) points")
     body = "".join(f"{float(x)!r} {float(y)!r}\n" for x, y in arr)
     with open(os.fspath(path), "w", encoding="utf-8") as f:

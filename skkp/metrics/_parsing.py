@@ -1,12 +1,17 @@
 """Face-parsing metrics and scorers; imported from :mod:`skkp.metrics`.
 
-Functions take integer label maps ``(n, H, W)`` or ``(H, W)``; pixels whose
-true label is ``ignore_index`` are left out.
+Functions take label maps ``(n, H, W)`` or ``(H, W)`` of whole numbers (integer,
+bool or integral float arrays, checked by :func:`skkp._validation.check_labels`);
+pixels whose true label is ``ignore_index`` (default :data:`skkp.schemas.IGNORE_INDEX`,
+255) are left out.
 """
 import numbers
 
 import numpy as np
 from sklearn.metrics import make_scorer
+
+from .._validation import check_labels
+from ..schemas import IGNORE_INDEX
 
 __all__ = [
     "parsing_confusion_matrix", "per_class_iou", "per_class_f1", "mean_iou",
@@ -28,26 +33,17 @@ def _check_n_classes(n_classes, ignore_index):
                              f"n_classes={n_classes}; pick a value outside [0, n_classes)")
 
 
-def _as_label_map(y, name):
-    a = np.asarray(y)
+def _as_label_map(y, name, n_classes=None, ignore_index=None):
+    """``y`` checked by :func:`skkp._validation.check_labels`, as one (H, W) map or a stack."""
+    a = check_labels(y, n_classes, name, ignore_index)
     if a.ndim not in (2, 3):
         raise ValueError(f"{name} must be a label map (H, W) or a stack (n, H, W); got shape {a.shape}")
     if a.size == 0:
         raise ValueError(f"{name} is empty (shape {a.shape})")
-    if a.dtype.kind in "biu":
-        return a
-    if a.dtype.kind == "f" and np.isfinite(a).all() and (a == np.round(a)).all():
-        return a
-    raise TypeError(f"{name} must hold integer class labels; got dtype {a.dtype}")
+    return a
 
 
-def _check_range(v, name, n_classes, extra=""):
-    if v.size and (v.min() < 0 or v.max() >= n_classes):
-        bad = np.unique(v[(v < 0) | (v >= n_classes)])[:5].tolist()
-        raise ValueError(f"{name} has labels outside [0, {n_classes}){extra}: {bad}")
-
-
-def parsing_confusion_matrix(y_true, y_pred, n_classes, ignore_index=255):
+def parsing_confusion_matrix(y_true, y_pred, n_classes, ignore_index=IGNORE_INDEX):
     """One confusion matrix over a whole set of label maps.
 
     Parameters
@@ -73,18 +69,17 @@ def parsing_confusion_matrix(y_true, y_pred, n_classes, ignore_index=255):
            [1, 1]])
     """
     _check_n_classes(n_classes, ignore_index)
-    t = _as_label_map(y_true, "y_true")
+    t = _as_label_map(y_true, "y_true", n_classes, ignore_index)
     p = _as_label_map(y_pred, "y_pred")
     if t.shape != p.shape:
         raise ValueError(f"y_true and y_pred have different shapes: {t.shape} vs {p.shape}")
     if ignore_index is not None:
         keep = t != ignore_index
         t, p = t[keep], p[keep]
+    # y_pred may hold anything at ignored pixels, a class everywhere else
+    p = check_labels(p, n_classes, "y_pred (at scored pixels)", ignore_index=None)
     t = t.ravel().astype(np.int64)
     p = p.ravel().astype(np.int64)
-    _check_range(t, "y_true", n_classes, "" if ignore_index is None else
-                 f" other than ignore_index={ignore_index}")
-    _check_range(p, "y_pred", n_classes, " at scored pixels")
     return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes,
                                                                                    n_classes)
 
@@ -121,7 +116,7 @@ def _nanmean_excluding(values, exclude):
     return float(v.mean()) if v.size else float("nan")
 
 
-def per_class_iou(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=255):
+def per_class_iou(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=IGNORE_INDEX):
     """Intersection over union of each class, ``TP / (TP + FP + FN)``.
 
     Parameters
@@ -149,7 +144,7 @@ def per_class_iou(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_i
         return tp / (cm.sum(axis=0) + cm.sum(axis=1) - tp)
 
 
-def per_class_f1(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=255):
+def per_class_f1(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=IGNORE_INDEX):
     """F1 (Dice) of each class, ``2 TP / (|truth| + |prediction|)``.
 
     Parameters are those of :func:`per_class_iou`.
@@ -169,7 +164,7 @@ def per_class_f1(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_in
         return 2 * np.diag(cm) / (cm.sum(axis=0) + cm.sum(axis=1))
 
 
-def mean_iou(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=255, exclude=()):
+def mean_iou(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=IGNORE_INDEX, exclude=()):
     """Mean IoU over classes, background included by default; NaN classes skipped.
 
     Parameters
@@ -193,7 +188,7 @@ def mean_iou(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=
                                             ignore_index=ignore_index), exclude)
 
 
-def mean_f1(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=255, exclude=(0,)):
+def mean_f1(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=IGNORE_INDEX, exclude=(0,)):
     """Mean F1 over classes, background (class 0) excluded by default; NaN classes skipped.
 
     Parameters
@@ -216,7 +211,7 @@ def mean_f1(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=2
                                            ignore_index=ignore_index), exclude)
 
 
-def pixel_accuracy(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=255):
+def pixel_accuracy(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_index=IGNORE_INDEX):
     """Fraction of scored pixels whose predicted class is right.
 
     Parameters are those of :func:`per_class_iou`.
@@ -234,7 +229,7 @@ def pixel_accuracy(y_true=None, y_pred=None, n_classes=None, *, cm=None, ignore_
     return float(np.trace(cm) / cm.sum())
 
 
-def parsing_report(y_true, y_pred, classes, *, ignore_index=255, exclude=(0,)):
+def parsing_report(y_true, y_pred, classes, *, ignore_index=IGNORE_INDEX, exclude=(0,)):
     """All parsing metrics at once, from one confusion matrix.
 
     Parameters
@@ -279,7 +274,7 @@ def parsing_report(y_true, y_pred, classes, *, ignore_index=255, exclude=(0,)):
     }
 
 
-def miou_scorer(n_classes, ignore_index=255):
+def miou_scorer(n_classes, ignore_index=IGNORE_INDEX):
     """A scorer for :func:`mean_iou` (greater is better) on ``predict`` label maps.
 
     Each call scores one set (one CV fold) with its own confusion matrix.
@@ -292,7 +287,7 @@ def miou_scorer(n_classes, ignore_index=255):
     return make_scorer(mean_iou, n_classes=n_classes, ignore_index=ignore_index)
 
 
-def mean_f1_scorer(n_classes, ignore_index=255, exclude=(0,)):
+def mean_f1_scorer(n_classes, ignore_index=IGNORE_INDEX, exclude=(0,)):
     """A scorer for :func:`mean_f1` (greater is better) on ``predict`` label maps.
 
     Examples
