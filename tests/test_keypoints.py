@@ -444,3 +444,50 @@ def test_dataloader_workers_give_the_same_model(data):
     p0 = small(augment=True, max_epochs=1).fit(X[:48], y[:48]).predict(X[:4])
     p2 = small(augment=True, max_epochs=1, num_workers=2).fit(X[:48], y[:48]).predict(X[:4])
     np.testing.assert_array_equal(p0, p2)
+
+
+# ----------------------------------------------------------------------------- input vocabulary
+def test_single_colour_image_points_to_x_none(data):
+    X, y = data
+    model = small().fit(X, y)
+    single = np.repeat(X[0][..., None], 3, axis=-1)  # one (H, W, 3) image
+    with pytest.raises(ValueError, match=r"X\[None\]"):
+        model.predict(single)
+    with pytest.raises(ValueError, match=r"X\[None\]"):
+        small().fit(single, y[:1])
+    with pytest.raises(ValueError, match="3 channel"):  # a colour stack for a gray-fitted model is refused too
+        model.predict(single[None])
+    assert model.predict(X[0][None]).shape == (1, y.shape[1])
+
+
+def test_one_pixel_rule_uint8_and_float_scales_predict_alike(data):
+    X, y = data
+    X8 = np.clip(X * 255, 0, 255).astype(np.uint8)
+    model = small().fit(X8, y)
+    assert model.pixel_scale_ == 255.0
+    ref = model.predict(X8[:6])
+    np.testing.assert_allclose(model.predict(X8[:6].astype(np.float64)), ref, atol=1e-4)   # floats on 0-255
+    np.testing.assert_allclose(model.predict(X8[:6] / 255.0), ref, atol=1e-4)              # floats on 0-1
+    with pytest.raises(ValueError, match="0-255 scale"):
+        model.predict(X8[:6].astype(np.uint16) * 256)
+
+
+def test_dataframe_column_names_become_keypoint_and_feature_names(data):
+    pd = pytest.importorskip("pandas")
+    X, y = data
+    y_df = pd.DataFrame(y, columns=["tip_x", "tip_y", "base_x", "base_y"])
+    model = small().fit(X, y_df)
+    assert model.keypoint_names_ == ["tip", "base"]
+    assert list(small(keypoint_names=["a", "b"]).fit(X, y_df).keypoint_names_) == ["a", "b"]
+    assert small().fit(X, pd.DataFrame(y)).keypoint_names_ is None  # unnamed columns: no names invented
+
+    flat = X.reshape(len(X), -1)
+    X_df = pd.DataFrame(flat, columns=[f"px{i}" for i in range(flat.shape[1])])
+    fitted = small().fit(X_df, y)
+    assert list(fitted.feature_names_in_[:2]) == ["px0", "px1"]
+    renamed = X_df.rename(columns={"px0": "other"})
+    with pytest.raises(ValueError, match="feature names"):
+        fitted.predict(renamed)
+    with pytest.warns(UserWarning, match="feature names"):  # scikit-learn's warning for a plain array
+        from_array = fitted.predict(flat)
+    np.testing.assert_allclose(fitted.predict(X_df), from_array)

@@ -340,7 +340,7 @@ def test_fitted_on_gpu_predicts_on_cpu(faces, tmp_path):
     (lambda X, y: (X[:7], y), ValueError, "matching X"),
     (lambda X, y: (X.astype(str), y), TypeError, "pixel values"),
     (lambda X, y: (X > 0, y), TypeError, "dtype bool"),
-    (lambda X, y: (X, y + 0.5), TypeError, "integer class labels"),
+    (lambda X, y: (X, y + 0.5), ValueError, "integer class labels"),
     (lambda X, y: (X[:0], y[:0]), ValueError, "empty"),
     (lambda X, y: (X.reshape(8, -1), y), ValueError, "tabular"),
     (lambda X, y: (X.astype(float) * 2, y), ValueError, "0-255 scale"),
