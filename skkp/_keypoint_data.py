@@ -7,6 +7,38 @@ from skorch.callbacks import Callback
 from .augment import random_affine, resize_stack, swap_pairs, warp_image, warp_points
 
 
+#: Augmentation used when ``augment=True``; a dict passed as ``augment`` overrides these keys.
+AUGMENT_DEFAULTS = {"rotation": 15.0, "scale": (0.9, 1.1), "shift": 0.05, "flip": False,
+                    "brightness": 0.2, "contrast": 0.2}
+
+
+def names_from_columns(y, n_keypoints):
+    """Keypoint names from a DataFrame's ``NAME_x, NAME_y, ...`` columns, or None."""
+    columns = getattr(y, "columns", None)
+    if columns is None or n_keypoints is None or len(columns) != 2 * n_keypoints:
+        return None
+    columns = [str(c) for c in columns]
+    names = []
+    for cx, cy in zip(columns[0::2], columns[1::2]):
+        if not (cx.lower().endswith("_x") and cy.lower().endswith("_y") and cx[:-2] == cy[:-2]):
+            return None
+        names.append(cx[:-2])
+    return names
+
+
+def augment_config(augment):
+    """The augmentation ranges for the ``augment`` parameter: None (off), the defaults, or the
+    defaults updated by a dict (unknown keys are an error)."""
+    if augment is True:
+        return dict(AUGMENT_DEFAULTS)
+    if augment is False:
+        return None
+    unknown = set(augment) - set(AUGMENT_DEFAULTS)
+    if unknown:
+        raise ValueError(f"augment has unknown keys {sorted(unknown)}; valid keys are {sorted(AUGMENT_DEFAULTS)}.")
+    return {**AUGMENT_DEFAULTS, **augment}
+
+
 # ----------------------------------------------------------------------------- coordinate frames
 def to_unit(points, size):
     """Pixel coordinates of a ``size`` x ``size`` image -> [-1, 1] (pixel edges at +-1)."""

@@ -11,7 +11,8 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 from skorch.helper import predefined_split
 
-from ._keypoint_data import KeypointDataset, KeypointFrame, PixelMAE
+from ._keypoint_data import AUGMENT_DEFAULTS  # noqa: F401  (public: the augment=True ranges)
+from ._keypoint_data import KeypointDataset, KeypointFrame, PixelMAE, augment_config, names_from_columns
 from ._training import (EpochSetter, NeuralEstimatorMixin, draw_seed, drop_last_for_batchnorm, merge_callbacks,
                         resolve_device, validation_split)
 from ._validation import check_groups, check_images, check_keypoint_targets
@@ -22,24 +23,6 @@ from .schemas import get_schema, infer_flip_pairs
 #: Architectures that train faster in the ``channels_last`` memory format on CPU
 #: (measured by benchmarks/bench_keypoint_speed.py; results/keypoint_speed.json).
 CHANNELS_LAST_ARCHITECTURES = ("cnn", "heatmap", "inception")
-
-#: Augmentation used when ``augment=True``; a dict passed as ``augment`` overrides these keys.
-AUGMENT_DEFAULTS = {"rotation": 15.0, "scale": (0.9, 1.1), "shift": 0.05, "flip": False,
-                    "brightness": 0.2, "contrast": 0.2}
-
-
-def _names_from_columns(y, n_keypoints):
-    """Keypoint names from a DataFrame's ``NAME_x, NAME_y, ...`` columns, or None."""
-    columns = getattr(y, "columns", None)
-    if columns is None or n_keypoints is None or len(columns) != 2 * n_keypoints:
-        return None
-    columns = [str(c) for c in columns]
-    names = []
-    for cx, cy in zip(columns[0::2], columns[1::2]):
-        if not (cx.lower().endswith("_x") and cy.lower().endswith("_y") and cx[:-2] == cy[:-2]):
-            return None
-        names.append(cx[:-2])
-    return names
 
 
 class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator):
@@ -210,22 +193,11 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
                                  f"fitted on images with {self.n_channels_in_} channel(s).")
         return checked
 
-    def _augment_config(self):
-        if self.augment is True:
-            return dict(AUGMENT_DEFAULTS)
-        if self.augment is False:
-            return None
-        unknown = set(self.augment) - set(AUGMENT_DEFAULTS)
-        if unknown:
-            raise ValueError(f"augment has unknown keys {sorted(unknown)}; valid keys are "
-                             f"{sorted(AUGMENT_DEFAULTS)}.")
-        return {**AUGMENT_DEFAULTS, **self.augment}
-
     def _resolve_names(self, n_keypoints, targets, y):
         """(keypoint names, flip pairs): names from ``keypoint_names``, else y's columns, else the schema."""
         schema = get_schema(self.schema, n_keypoints) if n_keypoints else None
         names = list(schema.names) if schema is not None else None
-        names = _names_from_columns(y, n_keypoints) or names
+        names = names_from_columns(y, n_keypoints) or names
         if self.keypoint_names is not None:
             if isinstance(self.keypoint_names, str):
                 raise TypeError(f"keypoint_names must be a sequence of str, got the string {self.keypoint_names!r}.")
@@ -282,7 +254,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         group_labels = check_groups(groups, checked.data.shape[0])
         n_keypoints = targets.shape[1] // 2 if is_image else None
         names, pairs = self._resolve_names(n_keypoints, targets, y)
-        augment = self._augment_config() if is_image else None
+        augment = augment_config(self.augment) if is_image else None
         device = resolve_device(self.device)
 
         unlabelled = np.isnan(targets).all(axis=1)

@@ -46,15 +46,7 @@ def check_label_maps(X, n_classes, *, name="X", allow_single=False, image_shape=
             expected += f" or (n, H*W) rows of image_shape={tuple(image_shape)}"
         hint = " Reshape your data, e.g. X[None] for a single map." if arr.ndim < 3 else ""
         raise ValueError(f"{name} must be {expected}; got an array of shape {np.shape(X)}.{hint}")
-    if arr.dtype == bool:
-        arr = arr.view(np.uint8)
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinity; label maps must hold integer class labels.")
-        frac = arr != np.round(arr)
-        if frac.any():
-            raise ValueError(f"{name} must hold integer class labels; got non-integer values such as "
-                             f"{arr[frac].flat[0]} (dtype {arr.dtype}).")
+    arr = check_labels(arr, None, name)  # whole numbers; the range is checked below with its own wording
     lo, hi = arr.min(), arr.max()
     if lo < 0:
         raise ValueError(f"Negative values in data passed to {name}: got label {int(lo)}, but class "
