@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .schemas import IGNORE_INDEX
+
 __all__ = ["OhemCrossEntropy", "MultiHeadLoss"]
 
 
@@ -46,7 +48,7 @@ class OhemCrossEntropy(nn.Module):
     >>> out.backward()
     """
 
-    def __init__(self, thresh=0.7, min_kept=100_000, ignore_index=255):
+    def __init__(self, thresh=0.7, min_kept=100_000, ignore_index=IGNORE_INDEX):
         super().__init__()
         if not (isinstance(thresh, numbers.Real) and 0 < thresh <= 1):
             raise ValueError(f"thresh must be a float in (0, 1]; got {thresh!r}")
