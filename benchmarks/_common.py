@@ -4,6 +4,8 @@ Every script takes ``--smoke`` (tiny sizes, for CI) and ``--json PATH``.
 Timings: a warm-up call, then the median and spread of repeats.
 """
 import argparse
+import contextlib
+import csv
 import datetime
 import json
 import os
@@ -11,6 +13,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +28,52 @@ def parser(description):
     p.add_argument("--json", default=None, help="where to write the results (default: print only)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats after one warm-up")
     return p
+
+
+def add_threads_option(p):
+    """Add ``--threads`` (torch intra-op threads) to the parser ``p``; see :func:`set_threads`."""
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; 1 with --smoke)")
+    return p
+
+
+def set_threads(args):
+    """Use ``args.threads`` torch threads, or one with ``--smoke`` (tiny networks run fastest on one
+    thread, and more threads crawl on a busy CI machine); else leave torch's default."""
+    if args.threads or args.smoke:
+        import torch
+        torch.set_num_threads(args.threads or 1)
+
+
+@contextlib.contextmanager
+def ytf68_csv(data_dir, n_rows=None):
+    """Path of ytf68's ``keypoints.csv``; with ``n_rows``, of a temporary copy of its first rows.
+
+    The copy keeps whole people: it holds the header and the first rows of the file
+    until at least ``n_rows`` rows are in, then the rest of the last person's frames
+    (rows of one person are contiguous in the file), so a split by person still
+    sees every frame of a person on one side. Images stay in ``data_dir/images``.
+    For ``--smoke``: the readers then load only those rows' images.
+    """
+    csv_path = Path(data_dir) / "keypoints.csv"
+    if n_rows is None:
+        yield csv_path
+        return
+    from skkp.datasets import person_id
+
+    with open(csv_path, newline="") as f:
+        reader = csv.reader(f)
+        rows = [next(reader)]
+        for row in reader:
+            if not row:
+                continue
+            if len(rows) > n_rows and person_id(row[0]) != person_id(rows[-1][0]):
+                break
+            rows.append(row)
+    with tempfile.TemporaryDirectory(prefix="skkp-ytf68-") as tmp:
+        subset = Path(tmp) / "keypoints.csv"
+        with open(subset, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        yield subset
 
 
 def _git_commit():

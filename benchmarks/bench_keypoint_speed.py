@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from _common import metadata, parser, write_results
+from _common import add_threads_option, metadata, parser, set_threads, write_results
 from skkp import NoseKeypointRegressor
 from skkp.datasets import make_noses
 from skkp.losses import MaskedKeypointLoss
@@ -63,7 +63,9 @@ def main():
     p.add_argument("--n", type=int, default=512, help="training images")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--architectures", default="mlp,cnn,heatmap,inception")
+    add_threads_option(p)
     args = p.parse_args()
+    set_threads(args)
     size, batch, lr = 96, 64, 1e-3
     if args.smoke:
         args.n, args.epochs, args.repeats, size = 64, 1, 1, 32

@@ -27,7 +27,8 @@ import torch
 from skorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import YTF68_DIR, metadata, parser, timeit, write_results  # noqa: E402
+from _common import (YTF68_DIR, add_threads_option, metadata, parser, set_threads, timeit,  # noqa: E402
+                     write_results, ytf68_csv)
 from bench_edges_ytf68 import edge_errors  # noqa: E402
 
 from skkp.augment import normalize_image  # noqa: E402
@@ -79,9 +80,14 @@ class FitBudget(Callback):
             self.replans_ += 1
 
 
-def load_crops(data_dir, size, margin):
-    """All ytf68 faces as (n, size, size, 3) crops, label maps, person ids and the 68 landmarks in the crops."""
-    data = load_landmarks_csv(data_dir / "keypoints.csv", data_dir / "images")
+def load_crops(data_dir, size, margin, n_rows=None):
+    """The ytf68 faces as (n, size, size, 3) crops, label maps, person ids and the 68 landmarks in the crops.
+
+    All faces, or with ``n_rows`` only about the first ``n_rows`` (whole people; see
+    :func:`_common.ytf68_csv`), read without loading the other images.
+    """
+    with ytf68_csv(data_dir, n_rows) as csv_path:
+        data = load_landmarks_csv(csv_path, data_dir / "images")
     crops = crop_faces(data.images, data.keypoints, size=size, margin=margin, gray=False)
     masks = landmarks_to_masks(crops.keypoints, (size, size), classes=CLASSES)
     return crops.images, masks, np.asarray(data.groups), crops.keypoints
@@ -128,10 +134,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train", type=int, default=None, help="subsample the training images (smoke: 64)")
     p.add_argument("--max-test", type=int, default=None, help="subsample the test images (smoke: 16)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's; 1 with --smoke)")
+    add_threads_option(p)
     args = p.parse_args(argv)
-    if args.threads or args.smoke:  # smoke: one thread, robust on a busy CI machine
-        torch.set_num_threads(args.threads or 1)
+    set_threads(args)
     if args.image_size is None:
         args.image_size = 64 if args.smoke else 128
     if args.width is None:
@@ -144,13 +149,15 @@ def main(argv=None):
     budget_s = 60.0 * (args.budget_min if args.budget_min is not None else (2.0 if args.smoke else 20.0))
 
     t0 = time.perf_counter()
-    images, masks, groups, landmarks = load_crops(data_dir, args.crop_size, args.margin)
+    max_train = args.max_train or (64 if args.smoke else None)  # smoke: checks the pipeline runs
+    max_test = args.max_test or (16 if args.smoke else None)
+    # smoke: read only the first faces (whole people), enough for both subsamples
+    n_rows = 2 * (max_train + max_test) if args.smoke else None
+    images, masks, groups, landmarks = load_crops(data_dir, args.crop_size, args.margin, n_rows=n_rows)
     load_s = time.perf_counter() - t0
     test = split_by_person(groups, 0.2, args.seed)
     train_idx, test_idx = np.flatnonzero(~test), np.flatnonzero(test)
     rng = np.random.RandomState(args.seed)
-    max_train = args.max_train or (64 if args.smoke else None)  # smoke: checks the pipeline runs
-    max_test = args.max_test or (16 if args.smoke else None)
     if max_train and max_train < len(train_idx):
         train_idx = np.sort(rng.choice(train_idx, max_train, replace=False))
     if max_test and max_test < len(test_idx):

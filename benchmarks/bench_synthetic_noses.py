@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from _common import metadata, parser, write_results
+from _common import add_threads_option, metadata, parser, set_threads, write_results
 from skkp import NoseKeypointRegressor
 from skkp.datasets import make_noses
 from skkp.metrics import mean_absolute_error_px
@@ -24,7 +24,9 @@ def main():
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--architecture", default="heatmap")
     p.add_argument("--views", default="frontal,side,bottom")
+    add_threads_option(p)
     args = p.parse_args()
+    set_threads(args)
     size = 96
     if args.smoke:
         args.n_train, args.n_test, args.epochs, size = 64, 32, 1, 32

@@ -15,7 +15,8 @@ import time
 import numpy as np
 from skorch.callbacks import Callback
 
-from _common import YTF68_DIR, metadata, parser, timeit, write_results
+from _common import (YTF68_DIR, add_threads_option, metadata, parser, set_threads, timeit, write_results,
+                     ytf68_csv)
 from skkp import NoseKeypointRegressor
 from skkp.datasets import IBUG68_NOSE, crop_faces, load_landmarks_csv
 from skkp.metrics import failure_rate, mean_absolute_error_px, normalized_mean_error
@@ -37,10 +38,13 @@ class TimeBudget(Callback):
             raise KeyboardInterrupt  # skorch ends fit cleanly on KeyboardInterrupt
 
 
-def load_split(data_dir, seed=0, test_fraction=0.2):
+def load_split(data_dir, seed=0, test_fraction=0.2, n_rows=None):
+    """96 px gray crops of ytf68, split by person; with ``n_rows``, of about its first
+    ``n_rows`` faces only (whole people, see :func:`_common.ytf68_csv`)."""
     from sklearn.model_selection import GroupShuffleSplit
 
-    data = load_landmarks_csv(data_dir / "keypoints.csv", data_dir / "images", gray=True)
+    with ytf68_csv(data_dir, n_rows) as csv_path:
+        data = load_landmarks_csv(csv_path, data_dir / "images", gray=True)
     train, test = next(GroupShuffleSplit(1, test_size=test_fraction, random_state=seed)
                        .split(data.keypoints, groups=data.groups))
     rng = np.random.RandomState(seed)
@@ -94,15 +98,14 @@ def main():
                    help="also fit NoseKeypointRegressor(random_state=0) with no other argument")
     p.add_argument("--full-face", action="store_true",
                    help="also a 68-point run: the defaults with --defaults, else the best architecture")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    add_threads_option(p)
     args = p.parse_args()
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     if not (YTF68_DIR / "keypoints.csv").is_file():
         print(f"ytf68 not found at {YTF68_DIR}; nothing to do.")
         return
-    crops, n_people = load_split(YTF68_DIR)
+    # smoke: read only the first faces (whole people), then keep at most 128 / 32 of them
+    crops, n_people = load_split(YTF68_DIR, n_rows=200 if args.smoke else None)
     (X_tr, y_tr68), (X_te, y_te68) = crops["train"], crops["test"]
     if args.smoke:
         X_tr, y_tr68, X_te, y_te68 = X_tr[:128], y_tr68[:128], X_te[:32], y_te68[:32]

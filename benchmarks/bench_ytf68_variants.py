@@ -16,23 +16,22 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import YTF68_DIR, metadata, parser, write_results  # noqa: E402
+from _common import YTF68_DIR, add_threads_option, metadata, parser, set_threads, write_results  # noqa: E402
 from bench_ytf68_keypoints import load_split, nose_columns, run_model  # noqa: E402
 
 
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--variant", action="append", default=[], help="JSON dict of estimator parameters (repeatable)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    add_threads_option(p)
     args = p.parse_args()
-    if args.threads or args.smoke:
-        import torch
-        torch.set_num_threads(args.threads or 1)
+    set_threads(args)
     if not (YTF68_DIR / "keypoints.csv").is_file():
         print(f"ytf68 not found at {YTF68_DIR}; nothing to do.")
         return
     variants = [json.loads(v) for v in args.variant] or [{"max_epochs": 40}]
-    crops, n_people = load_split(YTF68_DIR)
+    # smoke: read only the first faces (whole people), then keep at most 96 / 32 of them
+    crops, n_people = load_split(YTF68_DIR, n_rows=160 if args.smoke else None)
     (X_tr, y_tr68), (X_te, y_te68) = crops["train"], crops["test"]
     if args.smoke:
         X_tr, y_tr68, X_te, y_te68 = X_tr[:96], y_tr68[:96], X_te[:32], y_te68[:32]

@@ -1,4 +1,5 @@
 """Every benchmark script runs in --smoke mode and writes valid JSON with metadata."""
+import csv
 import json
 import subprocess
 import sys
@@ -29,3 +30,23 @@ def test_committed_results_have_metadata():
         result = json.loads(path.read_text())
         meta = result.get("meta") or result.get("metadata")
         assert meta and "commit" in meta and "versions" in meta, path.name
+
+
+def test_ytf68_csv_smoke_subset_keeps_whole_people(tmp_path, monkeypatch):
+    """--smoke reads a temporary CSV of the first rows, extended to the end of the last person."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from _common import ytf68_csv
+
+    names = ["solo.jpg", "Ann_Lee_1.jpg", "Ann_Lee_2.jpg", "Bo_1.jpg", "Bo_2.jpg", "Bo_3.jpg", "Cy_1.jpg"]
+    rows = [["image", "x0", "y0"]] + [[n, str(i), str(2 * i)] for i, n in enumerate(names)]
+    with open(tmp_path / "keypoints.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows[:4] + [[]] + rows[4:])  # a blank line is not a row
+    with ytf68_csv(tmp_path) as path:
+        assert path == tmp_path / "keypoints.csv"
+    for n_rows, expected in [(1, 1), (2, 3), (3, 3), (4, 6), (6, 6), (7, 7), (50, 7)]:
+        with ytf68_csv(tmp_path, n_rows) as path:
+            assert path.parent != tmp_path
+            with open(path, newline="") as f:
+                got = list(csv.reader(f))
+            assert got == rows[:expected + 1], n_rows
+        assert not path.exists()  # the temporary copy is removed afterwards

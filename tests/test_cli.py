@@ -11,6 +11,8 @@ import pytest
 from skkp.cli import build_parser, main
 from skkp.datasets import make_noses
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_help_documents_every_command(capsys):
     with pytest.raises(SystemExit) as exc:
@@ -87,5 +89,17 @@ def test_predict_on_empty_folder_fails_clearly(tmp_path):
         main(["predict", "--model", "x.joblib", "--images", str(tmp_path)])
 
 
-def test_parser_builds():
-    assert build_parser().prog == "skkp"
+def test_parser_defaults_and_required_arguments(capsys):
+    parser = build_parser()
+    args = parser.parse_args(["train", "--images", "imgs", "--landmarks", "pts.csv", "--points", "27-35"])
+    assert (args.command, args.images, args.landmarks, args.points) == ("train", "imgs", "pts.csv", "27-35")
+    assert (args.model, args.architecture, args.image_size, args.epochs, args.errors) == \
+        ("model.joblib", "cnn", 96, 30, "raise")
+    args = parser.parse_args(["predict", "--model", "m.joblib", "--images", "imgs"])
+    assert args.out == "predictions.csv" and args.overlay_dir is None
+    assert parser.parse_args(["demo"]).func is not args.func  # each command runs its own handler
+    for argv in ([], ["predict", "--images", "imgs"], ["train", "--errors", "ignore"], ["nope"]):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(argv)
+        assert exc.value.code == 2, argv
+    assert "usage: skkp" in capsys.readouterr().err

@@ -30,21 +30,35 @@ def test_keeps_only_hard_pixels_when_more_than_min_kept():
     for r, c in wrong:
         logits[0, :, r, c] = torch.tensor([0.0, 3.0, 1.0])
     per_pixel = F.cross_entropy(logits, target, reduction="none")
-    hard = per_pixel[per_pixel > THR]
-    assert hard.numel() == 3
-    out = OhemCrossEntropy(min_kept=2)(logits, target)
-    torch.testing.assert_close(out, hard.mean())
+    is_wrong = torch.zeros(1, 4, 4, dtype=torch.bool)
+    for r, c in wrong:
+        is_wrong[0, r, c] = True
+    loss = OhemCrossEntropy(min_kept=2)
+    out = loss(logits, target)
+    torch.testing.assert_close(out, per_pixel[is_wrong].mean())
     assert out > F.cross_entropy(logits, target)  # the easy pixels no longer dilute the loss
+    # the easy pixels are dropped: making them less confident (still above p = 0.7) changes nothing
+    softer = logits.clone()
+    softer[:, 0][~is_wrong] = 1.7  # p(target) = e^1.7 / (e^1.7 + 2) = 0.73
+    torch.testing.assert_close(loss(softer, target), out)
+    # ... and once one of them turns hard (p = 0.58 < 0.7) it counts
+    softer[0, 0, 2, 1] = 1.0
+    is_wrong[0, 2, 1] = True
+    expected = F.cross_entropy(softer, target, reduction="none")[is_wrong].mean()
+    torch.testing.assert_close(loss(softer, target), expected)
 
 
 def test_takes_min_kept_hardest_when_too_few_are_hard():
     gen = torch.Generator().manual_seed(1)
     target = torch.randint(0, 4, (2, 3, 3), generator=gen)
     logits = _confident(target, 4, margin=6.0) + 0.5 * torch.randn(2, 4, 3, 3, generator=gen)
+    logits[1, :, 2, 0] = 0.0  # two hard pixels (p = 1/4 < 0.7), fewer than min_kept
+    logits[0, :, 1, 1] = 0.0
     per_pixel = F.cross_entropy(logits, target, reduction="none").flatten()
-    assert (per_pixel > THR).sum() < 5
     out = OhemCrossEntropy(min_kept=5)(logits, target)
-    torch.testing.assert_close(out, per_pixel.sort(descending=True).values[:5].mean())
+    top5 = per_pixel.sort(descending=True).values[:5]
+    torch.testing.assert_close(out, top5.mean())
+    assert out < top5[:2].mean()  # the three hardest easy pixels are kept too, not just the two hard ones
 
 
 @pytest.mark.parametrize("batch", [1, 2, 5])

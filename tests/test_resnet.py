@@ -4,6 +4,8 @@ import torch
 
 from skkp.resnet import MultiHeadParsingNet, ResNet18Backbone, load_backbone_weights
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _torchvision_resnet18_keys():
     """The state-dict keys of torchvision's resnet18 (without fc), written out by rule."""
