@@ -1,6 +1,5 @@
 """scikit-learn's own estimator checks on every skkp estimator."""
 import pytest
-import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skkp import FaceParser, MaskEdgeKeypoints, NoseKeypointRegressor
@@ -41,6 +40,9 @@ PARSER_XFAIL.update({
 
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks run fastest on one thread
+
+
 def _estimators():
     # "mlp" is the keypoint architecture that accepts the plain feature matrices the checks use.
     return [
@@ -54,15 +56,6 @@ def _estimators():
 def _expected_failed_checks(estimator):
     return {NoseKeypointRegressor: KEYPOINT_XFAIL, FaceParser: PARSER_XFAIL,
             MaskEdgeKeypoints: EDGES_XFAIL}[type(estimator)]
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks run fastest on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @parametrize_with_checks(_estimators(), expected_failed_checks=_expected_failed_checks, xfail_strict=True)

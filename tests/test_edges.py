@@ -614,17 +614,6 @@ def _edge_point_error(estimator, X, y):
     return -np.nanmean(d) if np.isfinite(d).any() else -1e3
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Tiny networks run fastest on one thread; two threads on a busy 2-core machine crawl."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_face_parser_then_edge_points_pipeline(tmp_path, one_torch_thread):
     from skkp.datasets import make_faces
     from skkp.parsing import FaceParser

@@ -103,7 +103,7 @@ def test_y_as_points_array_round_trips_shape(data):
 
 def test_unit_frame_round_trip():
     pts = np.array([[-0.5, 0.0, 31.5, 15.2]])
-    np.testing.assert_allclose(to_unit(pts, 32), [[-1.0, -31 / 32, 1.0, to_unit(15.2, 32)]])
+    np.testing.assert_allclose(to_unit(pts, 32), [[-1.0, -31 / 32, 1.0, 15.7 / 16 - 1]])
     np.testing.assert_allclose(from_unit(to_unit(pts, 32), 32), pts)
 
 
@@ -467,7 +467,8 @@ def test_single_colour_image_points_to_x_none(data):
 
 def test_one_pixel_rule_uint8_and_float_scales_predict_alike(data):
     X, y = data
-    X8 = np.clip(X * 255, 0, 255).astype(np.uint8)
+    X8 = X
+    assert X8.dtype == np.uint8
     model = small().fit(X8, y)
     assert model.pixel_scale_ == 255.0
     ref = model.predict(X8[:6])

@@ -27,13 +27,7 @@ L_EYE, R_EYE = CELEBAMASK_CLASSES.index("l_eye"), CELEBAMASK_CLASSES.index("r_ey
 TINY = dict(image_size=32, width=0.125, max_epochs=1, batch_size=4, random_state=0, device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny networks run fastest on one thread (and much faster on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks run fastest on one thread
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +210,8 @@ def test_shapes_dtypes_and_attributes(fitted, faces):
     gray = X[:2].mean(axis=-1).astype(np.uint8)
     assert fitted.predict(gray).shape == (2, 40, 40)
     assert fitted.predict(gray[..., None]).shape == (2, 40, 40)
-    assert 0.0 <= fitted.score(X, y) <= 1.0
+    from skkp.metrics import mean_iou
+    assert fitted.score(X, y) == pytest.approx(mean_iou(y, fitted.predict(X), n_classes=fitted.n_classes_))
 
 
 def test_learns_a_simple_segmentation():
@@ -235,8 +230,7 @@ def test_learns_a_simple_segmentation():
     loss = est.net_.history[:, "train_loss"]
     assert np.mean(loss[-3:]) < np.mean(loss[:3])  # OHEM keeps the hardest pixels: it falls slowly
     all_background = np.mean([np.mean(y == 0), 0.0])  # mean IoU of predicting background everywhere
-    assert all_background < 0.4
-    assert est.score(X, y) > 0.8
+    assert est.score(X, y) > max(0.8, all_background + 0.3)
 
 
 def test_clone_and_set_params(fitted):
@@ -253,7 +247,8 @@ def test_pipeline_with_nested_params(faces):
     pipe.fit(X, y)
     assert pipe.predict(X[:2]).shape == (2, 40, 40)
     assert pipe.named_steps["parser"].lr == 0.02
-    assert 0 <= pipe.score(X, y) <= 1
+    from skkp.metrics import mean_iou
+    assert pipe.score(X, y) == pytest.approx(mean_iou(y, pipe.predict(X), n_classes=len(CELEBAMASK_CLASSES)))
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
@@ -261,8 +256,9 @@ def test_grid_search(faces, n_jobs):
     X, y = faces
     gs = GridSearchCV(FaceParser(**{**TINY, "batch_size": 2}), {"lr": [0.01, 0.03]}, cv=2, n_jobs=n_jobs)
     gs.fit(X, y)
-    assert gs.best_params_["lr"] in (0.01, 0.03)
-    assert np.isfinite(gs.cv_results_["mean_test_score"]).all()
+    scores = gs.cv_results_["mean_test_score"]
+    assert np.isfinite(scores).all() and scores[0] != scores[1]  # lr reached training
+    assert gs.best_params_["lr"] == (0.01, 0.03)[int(np.argmax(scores))]
     assert gs.predict(X[:1]).shape == (1, 40, 40)
 
 
