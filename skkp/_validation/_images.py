@@ -143,7 +143,7 @@ def check_images(X, *, allow_features=False, min_size=16, name="X"):
     data = imgs.astype(np.float32)[:, None]
     _check_finite(data, name)
     if scale != 1.0:
-        data /= np.float32(scale)
+        data *= np.float32(1.0 / scale)  # as a product, bit-identical to earlier releases
     return CheckedImages(data, "image", n_channels, tuple(imgs.shape[1:]), scale)
 
 
