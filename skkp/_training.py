@@ -10,10 +10,13 @@
 - the BatchNorm-safe ``drop_last`` rule (:func:`drop_last_for_batchnorm`);
 - built-in plus user callbacks (:func:`merge_callbacks`) and the one
   :class:`EpochSetter` that tells an augmenting dataset which epoch starts;
+- training without skorch's silent catch of Ctrl-C (:func:`train`: a warning names the
+  epochs done) and a stop with a clear error on a non-finite loss (:class:`FiniteLoss`);
 - pickling (:func:`prepare_for_pickle`), the skkp version stamp and its warning,
   the ``device_`` refresh when a GPU-fitted model is loaded on a CPU machine, and
   ``history_``.
 """
+import threading
 import warnings
 
 import numpy as np
@@ -23,6 +26,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._version import __version__
+
+#: Held while a network is initialised: weight initialisation draws from torch's
+#: process-wide generator, so two fits in threads must not interleave there.
+_INIT_LOCK = threading.Lock()
 
 
 def resolve_device(device, name="device"):
@@ -58,6 +65,14 @@ def draw_seed(random_state):
         return seed, np.random.RandomState(seed)
     rng = check_random_state(random_state)
     return int(rng.randint(np.iinfo(np.int32).max)), rng
+
+
+def loader_generators(seed):
+    """skorch parameters giving the training and validation DataLoaders generators of their
+    own (shuffling, and each iterator's base seed), so they draw nothing from torch's
+    process-wide generator."""
+    return {"iterator_train__generator": torch.Generator().manual_seed(seed),
+            "iterator_valid__generator": torch.Generator().manual_seed(seed + 1)}
 
 
 def isolated_rng(device):
@@ -141,17 +156,92 @@ class EpochSetter(Callback):
             ds.epoch = len(net.history) - 1  # skorch has already opened this epoch's row
 
 
+class FiniteLoss(Callback):
+    """Stop training with a ``ValueError`` naming the epoch and batch as soon as the
+    training loss is NaN or infinite (as scikit-learn's MLP stops on non-finite
+    weights), instead of training on and predicting NaN."""
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        if training and loss is not None and not torch.isfinite(loss).all():
+            epoch, n_batch = len(net.history), len(net.history[-1]["batches"])
+            raise ValueError(f"The training loss became {float(loss.detach())} in epoch {epoch}, batch {n_batch}; the "
+                             f"network diverged. Lower lr (now {net.lr}) or check the inputs and targets.")
+
+
+def train(net, dataset):
+    """``net.partial_fit(dataset)`` without skorch's silent catch of Ctrl-C: returns True when
+    training was interrupted (KeyboardInterrupt), with the callbacks' end-of-training hooks run."""
+    net.notify("on_train_begin", X=dataset, y=None)
+    interrupted = False
+    try:
+        net.fit_loop(dataset, y=None, _routing_method="partial_fit")
+    except KeyboardInterrupt:
+        interrupted = True
+    net.notify("on_train_end", X=dataset, y=None)
+    return interrupted
+
+
+def check_finite_output(out, what, n_images):
+    """Raise ``ValueError`` when a network output (a tensor or an array) holds NaN or
+    infinity: a diverged or broken model must not return silent garbage."""
+    finite = torch.isfinite(out).all() if torch.is_tensor(out) else np.isfinite(out).all()
+    if not bool(finite):
+        raise ValueError(f"The network produced NaN or infinite {what} for some of these {n_images} images: "
+                         f"the model is broken (e.g. it diverged in training). Refit it, with a lower lr.")
+
+
+def initialize_net(net_class, params, device, seed, setup=None, attempts=5):
+    """``net_class(**params).initialize()`` (then ``setup(net)``) with torch seeded by ``seed``,
+    under :data:`_INIT_LOCK` and inside :func:`isolated_rng`.
+
+    The lock keeps other skkp fits out, but any code in another thread may draw from
+    torch's global generator meanwhile. So the net is built twice and kept only when
+    both builds agree (same weights, same generator state afterwards); otherwise it
+    is built again, up to ``attempts`` times.
+    """
+    with _INIT_LOCK:
+        for _ in range(attempts):
+            builds = []
+            for _ in range(2):
+                with isolated_rng(device):
+                    torch.manual_seed(seed)
+                    net = net_class(**params).initialize()
+                    if setup is not None:
+                        setup(net)
+                    builds.append((net, torch.get_rng_state()))
+            (net, state), (other, other_state) = builds
+            same = torch.equal(state, other_state) and all(
+                torch.equal(a, b) for a, b in zip(net.module_.state_dict().values(),
+                                                  other.module_.state_dict().values()))
+            if same:
+                return net
+    raise RuntimeError(f"Could not initialise the network reproducibly in {attempts} attempts: another thread "
+                       f"kept drawing from torch's global random generator.")
+
+
+def give_private_generators(net, seed):
+    """Give every module that can take one (e.g. :class:`skkp.nets.GeneratorDropout`) its own
+    generator seeded from ``seed``, so training draws nothing from torch's global generator."""
+    device = next(net.module_.parameters()).device
+    for i, module in enumerate(net.module_.modules()):
+        if hasattr(type(module), "generator"):
+            module.generator = torch.Generator(device=device).manual_seed(seed + 7919 * (i + 1))
+
+
 def prepare_for_pickle(net):
     """Make a fitted skorch ``net`` safe and small to pickle, in place.
 
     Learning-rate schedulers hold the optimizer with its parameters, which skorch
     pickles without its CUDA -> CPU mapping, so a GPU-fitted model would not load
     on a CPU-only machine; skorch rebuilds them at the next ``fit``. The train
-    split (which holds the validation data) is removed.
+    split (which holds the validation data) and the modules' private generators
+    are removed.
     """
     for _, callback in net.callbacks_:
         if isinstance(callback, LRScheduler):
             callback.lr_scheduler_ = None
+    for module in net.module_.modules():
+        module.__dict__.pop("generator", None)
     net.train_split = None
     return net
 
@@ -163,17 +253,25 @@ class NeuralEstimatorMixin:
     """
 
     def _fit_net(self, net_class, params, train_ds, device, seed, setup=None):
-        """Build, initialise and train ``net_class(**params)`` on ``train_ds`` with torch
-        seeded by ``seed`` inside an isolated RNG; ``setup(net)`` runs after
-        initialisation (e.g. to load weights). Sets ``net_`` and ``device_``."""
-        with isolated_rng(device):
-            torch.manual_seed(seed)
-            net = net_class(**params).initialize()
-            if setup is not None:
-                setup(net)
-            net.partial_fit(train_ds, y=None)
+        """Build and initialise ``net_class(**params)`` (:func:`initialize_net`), then train it on
+        ``train_ds`` with private generators only; ``setup(net)`` runs after
+        initialisation (e.g. to load weights). Sets ``net_``, ``device_`` and
+        ``fit_interrupted_`` (a Ctrl-C during training warns, naming the epochs done;
+        a non-finite training loss raises ``ValueError``)."""
+        params = dict(params, callbacks=[("finite_loss", FiniteLoss())] + list(params.get("callbacks") or []))
+        net = initialize_net(net_class, params, device, seed, setup)
+        # training draws only from generators of its own (data order, augmentation, dropout), so
+        # fits in threads, or other threads drawing random numbers, do not change it
+        give_private_generators(net, seed)
+        interrupted = train(net, train_ds)
         self.net_ = prepare_for_pickle(net)
         self.device_ = str(device)
+        self.fit_interrupted_ = interrupted
+        if interrupted:
+            done = sum(1 for row in net.history if "train_loss" in row)
+            warnings.warn(f"{type(self).__name__}.fit was interrupted (KeyboardInterrupt) after {done} of "
+                          f"{net.max_epochs} epochs; the model keeps the weights it had then (fit_interrupted_ "
+                          f"is True). Refit to train it fully.", UserWarning, stacklevel=3)
         return self
 
     @property

@@ -13,8 +13,8 @@ from skorch.helper import predefined_split
 
 from ._keypoint_data import AUGMENT_DEFAULTS  # noqa: F401  (public: the augment=True ranges)
 from ._keypoint_data import KeypointDataset, KeypointFrame, PixelMAE, augment_config, names_from_columns
-from ._training import (EpochSetter, NeuralEstimatorMixin, draw_seed, drop_last_for_batchnorm, merge_callbacks,
-                        resolve_device, validation_split)
+from ._training import (EpochSetter, NeuralEstimatorMixin, check_finite_output, draw_seed, drop_last_for_batchnorm,
+                        loader_generators, merge_callbacks, resolve_device, validation_split)
 from ._validation import check_groups, check_images, check_keypoint_targets
 from .losses import MaskedKeypointLoss
 from .nets import ARCHITECTURES, build_keypoint_net
@@ -290,10 +290,10 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
                              f"(with {len(inputs)} labelled samples, {self.validation_fraction} gives none).")
         train_ds = KeypointDataset(inputs[train_idx], net_targets[train_idx], augment, pairs, seed)
         valid_ds = KeypointDataset(inputs[valid_idx], net_targets[valid_idx]) if len(valid_idx) else None
-        params = self._net_params(int(np.prod(inputs.shape[1:])), len(train_ds), valid_ds, device)
+        params = self._net_params(int(np.prod(inputs.shape[1:])), len(train_ds), valid_ds, device, seed)
         return self._fit_net(NeuralNetRegressor, params, train_ds, device, seed, setup=self._set_l2_groups)
 
-    def _net_params(self, n_features, n_train, valid_ds, device):
+    def _net_params(self, n_features, n_train, valid_ds, device, seed):
         kwargs = dict(self.net_kwargs or {})
         module_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("module__")}
         module_kwargs.setdefault("module__channels_last", self.architecture in CHANNELS_LAST_ARCHITECTURES)
@@ -324,6 +324,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             batch_size=self.batch_size,
             train_split=predefined_split(valid_ds) if valid_ds is not None else None,
             iterator_train__shuffle=True,
+            **loader_generators(seed),
             iterator_train__drop_last=drop_last_for_batchnorm(n_train, self.batch_size),
             iterator_train__num_workers=self.num_workers,
             iterator_train__persistent_workers=False,
@@ -372,7 +373,9 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             for start in range(0, len(inputs), batch_size):
                 batch = torch.from_numpy(inputs[start:start + batch_size]).to(device)
                 outs.append(module(batch).float().cpu().numpy())
-        return np.concatenate(outs).astype(np.float64)
+        out = np.concatenate(outs).astype(np.float64)
+        check_finite_output(out, "keypoints", len(inputs))
+        return out
 
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination R^2 over labelled coordinates (NaN skipped).
@@ -382,7 +385,10 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         from sklearn.metrics import r2_score
 
         y_pred = np.asarray(self.predict(X), dtype=np.float64)
-        y_true = np.asarray(y, dtype=np.float64).reshape(y_pred.shape)
+        y_true = check_keypoint_targets(y, len(y_pred), allow_any_width=self.input_kind_ != "image")
+        if y_true.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {y_true.shape[1]} target columns but the model was fitted on {self.n_outputs_}.")
+        y_true = y_true.reshape(y_pred.shape)
         if not np.isnan(y_true).any():
             return r2_score(y_true, y_pred, sample_weight=sample_weight)
         y_true, y_pred = y_true.reshape(len(y_true), -1), y_pred.reshape(len(y_pred), -1)

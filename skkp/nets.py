@@ -139,12 +139,39 @@ class PlainCNN(_ChannelsLastMixin, nn.Module):
         self.features = nn.Sequential(*layers)
         side = _pooled(image_size, len(channels))
         self.n_flat = c * side * side
-        self.head = nn.Sequential(nn.Linear(self.n_flat, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        self.head = nn.Sequential(nn.Linear(self.n_flat, hidden), nn.ReLU(inplace=True), GeneratorDropout(dropout),
                                   nn.Linear(hidden, n_outputs))
         self._set_layout(channels_last)
 
     def forward(self, x):
         return self.head(torch.flatten(self.features(self._layout(x)), 1))
+
+
+class GeneratorDropout(nn.Dropout):
+    """``nn.Dropout`` that draws its masks from ``self.generator`` when one is set.
+
+    ``nn.Dropout`` draws from torch's process-wide generator, so another thread
+    drawing random numbers would change a training run; the estimators give each
+    fit its own generator (and remove it before pickling). With ``generator=None``
+    it draws from the global generator like ``nn.Dropout``.
+
+    Examples
+    --------
+    >>> drop = GeneratorDropout(0.5)
+    >>> drop.generator = torch.Generator().manual_seed(0)
+    >>> a = drop(torch.ones(1000))
+    >>> drop.generator = torch.Generator().manual_seed(0)
+    >>> bool(torch.equal(a, drop(torch.ones(1000)))), sorted(set(a.tolist()))
+    (True, [0.0, 2.0])
+    """
+
+    generator = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * keep / (1.0 - self.p)
 
 
 class MLPKeypointNet(nn.Module):

@@ -13,8 +13,8 @@ from skorch.helper import predefined_split
 from torch.optim.lr_scheduler import LambdaLR
 
 from ._parsing_data import ParsingDataset, ValidMeanIoU, to_network_frame
-from ._training import (EpochSetter, NeuralEstimatorMixin, draw_seed, drop_last_for_batchnorm, merge_callbacks,
-                        resolve_device, validation_split)
+from ._training import (EpochSetter, NeuralEstimatorMixin, check_finite_output, draw_seed, drop_last_for_batchnorm,
+                        loader_generators, merge_callbacks, resolve_device, validation_split)
 from ._validation import check_groups, check_parsing_X, check_parsing_X_y
 from .losses import MultiHeadLoss, OhemCrossEntropy
 from .metrics import mean_iou
@@ -22,6 +22,9 @@ from .resnet import MultiHeadParsingNet, load_backbone_weights, upsample_bilinea
 from .schemas import CELEBAMASK_CLASSES, IGNORE_INDEX, check_class_names, flip_lut
 
 __all__ = ["FaceParser", "WarmupPolyLR"]
+
+#: float32 values per band of upsampled logits in predict (16 MB)
+_BAND_ELEMENTS = 1 << 22
 
 
 
@@ -282,7 +285,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             criterion__loss=OhemCrossEntropy(self.ohem_thresh, self.min_kept, IGNORE_INDEX),
             optimizer=_SGD, optimizer__momentum=0.9, optimizer__weight_decay=5e-4,
             lr=float(self.lr), max_epochs=int(self.max_epochs), batch_size=bs,
-            iterator_train__shuffle=True, iterator_train__generator=torch.Generator().manual_seed(seed),
+            iterator_train__shuffle=True, **loader_generators(seed),
             iterator_train__drop_last=drop_last,
             train_split=predefined_split(valid_ds) if valid_ds is not None else None, device=device,
             predict_nonlinearity=None, verbose=int(self.verbose),
@@ -307,12 +310,10 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         return self
 
     # ------------------------------------------------------------------ inference
-    def _logits(self, X):
-        """Yield (B, C, H, W) float32 logits at the input resolution, batch by batch, on the
-        network's device. A plain loop, not a DataLoader, which would draw its seed from (and
-        so advance) the caller's global torch generator."""
-        X = check_parsing_X(X)
-        h, w = X.shape[1:3]
+    def _network_logits(self, X):
+        """Yield ``(i0, logits)``: (B, C, S, S) float32 logits at the network resolution for images
+        ``i0 .. i0 + B - 1``, checked finite. A plain loop, not a DataLoader, which would draw its
+        seed from (and so advance) the caller's global torch generator."""
         images, _ = to_network_frame(X, None, int(self.image_size))
         ds = ParsingDataset(images)
         module, device, bs = self.net_.module_, self.net_.device, int(self.batch_size)
@@ -320,10 +321,27 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         with torch.inference_mode():
             for start in range(0, len(ds), bs):
                 batch = torch.stack([ds[i][0] for i in range(start, min(start + bs, len(ds)))]).to(device)
-                yield upsample_bilinear(module(batch).float(), (h, w))  # the heads' resize, back to input size
+                logits = module(batch).float()
+                check_finite_output(logits, "logits", len(batch))
+                yield start, logits
+
+    def _input_frame_chunks(self, X):
+        """Yield ``(i, rows, logits)``: (C, r, W) logits of image ``i`` at the input resolution, a
+        band of output rows at a time, so memory stays bounded by the output plus a constant
+        (about 16 MB of float32 per band) whatever the image size."""
+        h, w = X.shape[1:3]
+        band = max(1, _BAND_ELEMENTS // (self.n_classes_ * w))
+        for start, logits in self._network_logits(X):
+            for j, image_logits in enumerate(logits):
+                for r0 in range(0, h, band):
+                    rows = slice(r0, min(r0 + band, h))
+                    yield start + j, rows, upsample_bilinear(image_logits, (h, w), rows=rows)  # the heads' resize
 
     def predict_proba(self, X):
         """Class probabilities per pixel.
+
+        The result itself takes ``n * n_classes * H * W * 4`` bytes (about 1.2 GB for
+        one 4000x4000 image with 19 classes); :meth:`predict` needs only the label maps.
 
         Parameters
         ----------
@@ -334,10 +352,17 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         proba : ndarray of shape (n, n_classes, H, W), float32
         """
         check_is_fitted(self)
-        return np.concatenate([torch.softmax(o, dim=1).cpu().numpy() for o in self._logits(X)])
+        X = check_parsing_X(X)
+        out = np.empty((X.shape[0], self.n_classes_) + X.shape[1:3], dtype=np.float32)
+        for i, rows, logits in self._input_frame_chunks(X):
+            out[i, :, rows] = torch.softmax(logits, dim=0).cpu().numpy()
+        return out
 
     def predict(self, X):
         """Label map per image, at the input resolution.
+
+        Memory beyond the label maps is bounded (logits are resized and reduced a band
+        of rows at a time), so large photos do not exhaust the machine.
 
         Parameters
         ----------
@@ -348,7 +373,11 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         labels : ndarray of shape (n, H, W), uint8
         """
         check_is_fitted(self)
-        return np.concatenate([o.argmax(dim=1).to(torch.uint8).cpu().numpy() for o in self._logits(X)])
+        X = check_parsing_X(X)
+        out = np.empty(X.shape[:3], dtype=np.uint8)
+        for i, rows, logits in self._input_frame_chunks(X):
+            out[i, rows] = logits.argmax(dim=0).to(torch.uint8).cpu().numpy()
+        return out
 
     def transform(self, X):
         """Same as :meth:`predict`, so the parser can feed a label-map consumer in a Pipeline."""

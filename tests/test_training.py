@@ -158,3 +158,146 @@ def test_merge_callbacks_names_unnamed_ones():
     a, b = Callback(), Callback()
     merged = merge_callbacks([("x", a)], [b, ("mine", a)])
     assert [name for name, _ in merged] == ["x", "Callback_0", "mine"]
+
+
+# ----------------------------------------------------------------------------- faults are never silent
+class _Interrupt(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == 2:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_warns_with_the_epochs_done(case):
+    make, X, y = case
+    with pytest.warns(UserWarning, match=r"interrupted \(KeyboardInterrupt\) after 2 of 5 epochs"):
+        est = make(random_state=0, max_epochs=5, net_kwargs={"callbacks": [_Interrupt()]}).fit(X, y)
+    assert est.fit_interrupted_ and len(est.history_) == 2
+    assert est.predict(X[:2]).shape[0] == 2  # the partial model is usable, and says what it is
+    assert not make(random_state=0, max_epochs=1).fit(X, y).fit_interrupted_
+
+
+def test_non_finite_training_loss_stops_with_the_epoch(case):
+    make, X, y = case
+    with pytest.raises(ValueError, match=r"training loss became \S+ in epoch \d+, batch \d+; the network diverged"):
+        make(random_state=0, lr=1e30).fit(X, y)
+
+
+def test_non_finite_outputs_at_predict_raise(fitted):
+    est, X = fitted
+    broken = pickle.loads(pickle.dumps(est))
+    with torch.no_grad():
+        for p in broken.net_.module_.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        broken.predict(X[:2])
+
+
+def test_ragged_lists_of_images_get_a_clear_error(case):
+    make, X, y = case
+    ragged = [X[0], X[1][:-2]]
+    with pytest.raises(ValueError, match="list of 2 arrays of different shapes.*crop_faces"):
+        make(random_state=0).fit(ragged, y[:2])
+    est = make(random_state=0, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="different shapes"):
+        est.predict(ragged)
+
+
+# ----------------------------------------------------------------------------- threads
+def test_fits_in_threads_match_serial_fits(case):
+    import threading
+
+    make, X, y = case
+    serial = {s: make(random_state=s).fit(X, y).predict(X[:4]) for s in (1, 2, 3)}
+    results = {}
+
+    def fit(s):
+        results[s] = make(random_state=s).fit(X, y).predict(X[:4])
+
+    threads = [threading.Thread(target=fit, args=(s,)) for s in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in serial:
+        np.testing.assert_array_equal(results[s], serial[s])
+
+
+def test_another_thread_drawing_random_numbers_during_training_changes_nothing(case):
+    import threading
+
+    make, X, y = case
+    serial = make(random_state=1).fit(X, y).predict(X[:4])
+    training, stop = threading.Event(), threading.Event()
+
+    class Started(Callback):
+        def on_train_begin(self, net, **kwargs):
+            training.set()
+
+    def noise():  # foreign code drawing from torch's global generator all through training
+        training.wait(60)
+        while not stop.is_set():
+            torch.rand(64)
+
+    noisy = threading.Thread(target=noise)
+    noisy.start()
+    try:
+        threaded = make(random_state=1, net_kwargs={"callbacks": [Started()]}).fit(X, y).predict(X[:4])
+    finally:
+        stop.set()
+        noisy.join()
+    np.testing.assert_array_equal(threaded, serial)
+
+
+def test_initialisation_disturbed_by_another_thread_is_an_error_not_a_different_model(case):
+    import threading
+
+    make, X, y = case
+    stop = threading.Event()
+
+    def noise():
+        while not stop.is_set():
+            torch.rand(64)
+
+    noisy = threading.Thread(target=noise)
+    noisy.start()
+    try:
+        with pytest.raises(RuntimeError, match="initialise the network reproducibly"):
+            make(random_state=1).fit(X, y)
+    finally:
+        stop.set()
+        noisy.join()
+
+
+def test_predict_from_four_threads_while_another_model_fits(case, fitted):
+    import threading
+
+    make, X, y = case
+    est, _ = fitted
+    expected = est.predict(X)
+    answers, errors = [], []
+
+    def predict():
+        try:
+            for _ in range(3):
+                answers.append(est.predict(X))
+        except Exception as exc:  # reported below, with the thread's error
+            errors.append(exc)
+
+    threads = [threading.Thread(target=predict) for _ in range(4)]
+    threads.append(threading.Thread(target=lambda: make(random_state=5).fit(X, y)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(answers) == 12
+    for a in answers:
+        np.testing.assert_array_equal(a, expected)
+
+
+def test_private_generators_are_not_pickled(fitted):
+    from skkp.nets import GeneratorDropout
+
+    est, _ = fitted
+    assert all("generator" not in vars(m) for m in est.net_.module_.modules())
+    assert pickle.loads(pickle.dumps(est)) is not None
+    assert GeneratorDropout.generator is None
