@@ -278,7 +278,8 @@ def edge_keypoints(maps, resolved, low, high, missing, start):
     n_total = sum(n for _, _, n in resolved)
     out = np.full((len(maps), n_total, 2), np.nan)
     lo, hi = low * STRAIGHT_EDGE, high * STRAIGHT_EDGE
-    use_cv_compare = maps.dtype == np.uint8
+    # cv2.compare is the fast path, but it reads a 1x1 map as a scalar and fails on it
+    use_cv_compare = maps.dtype == np.uint8 and maps.shape[1] * maps.shape[2] > 1
     chains, rows, ns = [], [], []
     for i, label_map in enumerate(maps):
         first = 0

@@ -46,7 +46,7 @@ def _interp_matrix(n_in, n_out, dtype, device):
     return m.to(dtype=dtype, device=device)
 
 
-def upsample_bilinear(x, size):
+def upsample_bilinear(x, size, rows=None):
     """Bilinear resize of (..., h, w) to ``size``, equal to ``F.interpolate(x, size,
     mode="bilinear", align_corners=False)`` but computed as two matrix products.
 
@@ -61,11 +61,20 @@ def upsample_bilinear(x, size):
     >>> ref = F.interpolate(x, size=(20, 16), mode="bilinear", align_corners=False)
     >>> bool(torch.allclose(upsample_bilinear(x, (20, 16)), ref, atol=1e-5))
     True
+
+    ``rows`` (a slice of output rows) computes only those rows, so a large output can be
+    made piece by piece in bounded memory:
+
+    >>> bool(torch.allclose(upsample_bilinear(x, (20, 16), rows=slice(4, 9)), ref[..., 4:9, :], atol=1e-5))
+    True
     """
     (h, w), (H, W) = x.shape[-2:], tuple(size)
     if (h, w) == (H, W):
-        return x
-    return _interp_matrix(h, H, x.dtype, x.device) @ x @ _interp_matrix(w, W, x.dtype, x.device).T
+        return x if rows is None else x[..., rows, :]
+    rows_matrix = _interp_matrix(h, H, x.dtype, x.device)
+    if rows is not None:
+        rows_matrix = rows_matrix[rows]
+    return rows_matrix @ x @ _interp_matrix(w, W, x.dtype, x.device).T
 
 
 class BasicBlock(nn.Module):

@@ -632,3 +632,14 @@ def test_face_parser_then_edge_points_pipeline(tmp_path, one_torch_thread):
     path = tmp_path / "pipe.joblib"
     joblib.dump(grid.best_estimator_, path)
     np.testing.assert_array_equal(joblib.load(path).transform(images), out)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32])
+def test_one_pixel_label_maps_give_nan_points_not_a_cv2_error(dtype):
+    maps = np.array([[[0]], [[2]]], dtype=dtype)  # (2, 1, 1): no part has an edge in a 1x1 map
+    pts = mask_edge_keypoints(maps, classes=("bg", "a", "b"), n_points=3)
+    assert pts.shape == (2, 12) and np.isnan(pts).all()
+    out = MaskEdgeKeypoints(classes=("bg", "a", "b"), n_points=3, output="points").fit_transform(maps)
+    assert out.shape == (2, 6, 2) and np.isnan(out).all()
+    with pytest.raises(ValueError, match="has no edge"):
+        mask_edge_keypoints(maps, classes=("bg", "a", "b"), n_points=3, missing="raise")

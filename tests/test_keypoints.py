@@ -497,3 +497,15 @@ def test_dataframe_column_names_become_keypoint_and_feature_names(data):
     with pytest.warns(UserWarning, match="feature names"):  # scikit-learn's warning for a plain array
         from_array = fitted.predict(flat)
     np.testing.assert_allclose(fitted.predict(X_df), from_array)
+
+
+def test_score_checks_y_like_fit(fitted, data):
+    X, y = data
+    for bad, exc, match in [(y[:, :2], ValueError, "2 target columns but the model was fitted on 4"),
+                            (y[:-1], ValueError, "inconsistent numbers of samples"),
+                            (None, ValueError, "requires y"),
+                            (np.where(y > 0, np.inf, y), ValueError, "infinity"),
+                            (y.astype(str), TypeError, "y must hold numbers")]:
+        with pytest.raises(exc, match=match):
+            fitted.score(X, bad)
+    assert np.isfinite(fitted.score(X, y))

@@ -1,6 +1,7 @@
 """Generic array checks: the numeric front door, finiteness and group labels."""
 import numpy as np
 
+
 def _as_numeric_array(X, name, what="an array-like of numbers", strict=False):
     """``X`` as a real numeric ndarray (not copied when already one), or a clear error.
 
@@ -17,7 +18,15 @@ def _as_numeric_array(X, name, what="an array-like of numbers", strict=False):
                         f"to convert to a dense numpy array.")
     if isinstance(X, (str, bytes)) or not (hasattr(X, "__array__") or isinstance(X, (list, tuple))):
         raise TypeError(f"{name} must be {what}, got {type(X).__name__}.")
-    arr = np.asarray(X)
+    try:
+        arr = np.asarray(X)
+    except ValueError:
+        shapes = sorted({np.shape(x) for x in X}, key=str) if isinstance(X, (list, tuple)) else []
+        if len(shapes) > 1:
+            raise ValueError(f"{name} is a list of {len(X)} arrays of different shapes (e.g. {shapes[0]} and "
+                             f"{shapes[1]}); give arrays of one shape: crop or resize images to one size first "
+                             f"(skkp.datasets.crop_faces does both).") from None
+        raise ValueError(f"{name} could not be read as one array: expected {what}.") from None
     if np.iscomplexobj(arr):
         raise ValueError(f"Complex data not supported: {name} must hold real numbers, got dtype {arr.dtype}.")
     if arr.dtype == object and not strict:
