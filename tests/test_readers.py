@@ -501,3 +501,36 @@ def test_ytf68_real_data():
     x = pts[..., 0]
     for i, j in IBUG68_SCHEMA.flip_pairs:
         assert np.median(x[:, i] - x[:, j]) < 0
+
+
+# --------------------------------------------------------------------------- damaged image files
+def _truncate(path, keep=0.6):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def test_truncated_jpeg_in_a_landmark_csv_raises_or_is_skipped(tmp_path):
+    rng = np.random.RandomState(0)
+    for name in ("A_1.jpg", "A_2.jpg"):
+        cv2.imwrite(str(tmp_path / name), rng.randint(0, 256, (40, 40, 3)).astype(np.uint8))
+    assert cv2.imread(str(tmp_path / "A_2.jpg")) is not None
+    _truncate(tmp_path / "A_2.jpg")
+    assert cv2.imread(str(tmp_path / "A_2.jpg")) is not None  # OpenCV alone decodes half a grey image
+    (tmp_path / "points.csv").write_text("image,x0,y0\nA_1.jpg,1,2\nA_2.jpg,3,4\n")
+    with pytest.raises(ValueError, match=r"line 3: truncated JPEG .*A_2.jpg"):
+        load_landmarks_csv(tmp_path / "points.csv", tmp_path)
+    with pytest.warns(UserWarning, match="skipped 1 bad row"):
+        data = load_landmarks_csv(tmp_path / "points.csv", tmp_path, errors="skip")
+    assert data.n_skipped == 1 and list(data.filenames) == ["A_1.jpg"]
+
+
+def test_truncated_jpeg_in_celebamask_raises_or_is_skipped(tmp_path):
+    root = _fake_celebamask(tmp_path)
+    _truncate(root / "CelebA-HQ-img" / "1.jpg", keep=0.5)
+    with pytest.raises(ValueError, match=r"truncated JPEG .*1\.jpg"):
+        load_celebamask_hq(root)
+    with pytest.warns(UserWarning, match=r"skipped 1 image\(s\): 1: truncated JPEG"):
+        data = load_celebamask_hq(root, errors="skip")
+    assert data.n_skipped == 1 and list(data.ids) == [0, 2001] and len(data.images) == 2
+    with pytest.raises(ValueError, match="errors must be"):
+        load_celebamask_hq(root, errors="ignore")

@@ -1,5 +1,6 @@
 """CelebAMask-HQ reader and conversion between face-parsing class orders."""
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -7,6 +8,7 @@ from sklearn.utils import Bunch
 
 from .._validation import check_labels
 from ..schemas import BISENET_CLASSES, CELEBAMASK_CLASSES, IGNORE_INDEX, check_class_names
+from ._imread import read_image
 
 _ORDERS = {"celebamask": CELEBAMASK_CLASSES, "bisenet": BISENET_CLASSES}
 _IMAGE_DIR = "CelebA-HQ-img"
@@ -93,10 +95,7 @@ def _read_split(root, split):
 
 
 def _read_gray(path):
-    mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise ValueError(f"cannot read mask image: {path}")
-    return mask
+    return read_image(path, cv2.IMREAD_GRAYSCALE)
 
 
 def _label_map(root, idx, classes):
@@ -123,7 +122,7 @@ def _label_map(root, idx, classes):
     return labels
 
 
-def load_celebamask_hq(root, split=None, size=None, classes=CELEBAMASK_CLASSES, ids=None):
+def load_celebamask_hq(root, split=None, size=None, classes=CELEBAMASK_CLASSES, ids=None, errors="raise"):
     """Read CelebAMask-HQ images and merge their part masks into label maps.
 
     ``root`` holds ``CelebA-HQ-img/<idx>.jpg`` and
@@ -148,12 +147,16 @@ def load_celebamask_hq(root, split=None, size=None, classes=CELEBAMASK_CLASSES, 
         out become background.
     ids : sequence of int, optional
         Load only these image indices (the full set at 512 px needs ~31 GB).
+    errors : {"raise", "skip"}, default="raise"
+        What an unreadable or truncated image or mask file does: raise a
+        ``ValueError`` naming it, or leave that image out with a ``UserWarning``
+        that counts and names the skipped ones (``n_skipped`` in the result).
 
     Returns
     -------
     data : sklearn.utils.Bunch
         ``images`` (n, H, W, 3) uint8 RGB; ``labels`` (n, H, W) uint8; ``ids``
-        (n,) int64 image indices; ``classes``.
+        (n,) int64 image indices; ``classes``; ``n_skipped``.
 
     Examples
     --------
@@ -168,6 +171,8 @@ def load_celebamask_hq(root, split=None, size=None, classes=CELEBAMASK_CLASSES, 
     >>> data.images.shape, data.labels.shape, int(data.labels.sum())
     ((1, 16, 16, 3), (1, 16, 16), 64)
     """
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
     root = os.fspath(root)
     image_dir = os.path.join(root, _IMAGE_DIR)
     if not os.path.isdir(image_dir):
@@ -193,14 +198,18 @@ def load_celebamask_hq(root, split=None, size=None, classes=CELEBAMASK_CLASSES, 
     if split is not None:
         wanted = _read_split(root, split)
         found = [i for i in found if i in wanted]
-    images, labels = [], []
+    images, labels, kept, skipped = [], [], [], []
     for idx in found:
         path = os.path.join(image_dir, f"{idx}.jpg")
-        image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        if image is None:
-            raise ValueError(f"cannot read image: {path}")
+        try:
+            image = read_image(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+            label = _label_map(root, idx, classes)
+        except ValueError as exc:
+            if errors == "raise":
+                raise
+            skipped.append(f"{idx}: {exc}")
+            continue
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        label = _label_map(root, idx, classes)
         h, w = label.shape
         if size is not None:
             label = cv2.resize(label, (size, size), interpolation=cv2.INTER_NEAREST)
@@ -214,8 +223,12 @@ def load_celebamask_hq(root, split=None, size=None, classes=CELEBAMASK_CLASSES, 
                              f"{labels[0].shape}; pass size= to resize them all")
         images.append(image)
         labels.append(label)
+        kept.append(idx)
+    if skipped:
+        warnings.warn(f"load_celebamask_hq skipped {len(skipped)} image(s): {'; '.join(skipped[:3])}"
+                      f"{' ...' if len(skipped) > 3 else ''}", UserWarning, stacklevel=2)
     side = size or 512
     return Bunch(
         images=np.stack(images) if images else np.zeros((0, side, side, 3), np.uint8),
         labels=np.stack(labels) if labels else np.zeros((0, side, side), np.uint8),
-        ids=np.array(found, dtype=np.int64), classes=classes)
+        ids=np.array(kept, dtype=np.int64), classes=classes, n_skipped=len(skipped))

@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from ..schemas import KAGGLE_FEATURE_NAMES, KAGGLE_KEYPOINT_NAMES
+from ._imread import read_image
 
 _KAGGLE_SIDE = 96
 _PERSON_RE = re.compile(r"^(.*)_\d+$")
@@ -294,9 +295,10 @@ def load_landmarks_csv(csv_path, image_dir, gray=False, errors="raise"):
             image_path = os.path.join(image_dir, name)
             if not os.path.isfile(image_path):
                 raise _RowError(f"image file not found: {image_path}")
-            image = cv2.imread(image_path, flag)
-            if image is None:
-                raise _RowError(f"cannot read image: {image_path}")
+            try:
+                image = read_image(image_path, flag)
+            except ValueError as exc:
+                raise _RowError(str(exc)) from None
         except _RowError as exc:
             collector.bad(line, str(exc))
             continue
