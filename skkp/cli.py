@@ -7,16 +7,43 @@ from pathlib import Path
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
-def _parse_points(text):
-    """'27-35' or '0,1,5' -> list of point indices."""
+class CLIError(Exception):
+    """A user error: printed as one line naming the file or argument, exit code 2."""
+
+
+def _parse_points(text, n_points=None):
+    """'27-35' or '0,1,5' -> list of point indices (checked against ``n_points`` when given)."""
     out = []
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out.extend(range(int(a), int(b) + 1))
-        elif part.strip():
-            out.append(int(part))
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                out.extend(range(int(a), int(b) + 1))
+            elif part.strip():
+                out.append(int(part))
+    except ValueError:
+        raise CLIError(f"--points must be indices like 27-35 or 0,1,5; got {text!r}") from None
+    if not out:
+        raise CLIError(f"--points selects no point: {text!r}")
+    if n_points is not None and not all(0 <= i < n_points for i in out):
+        raise CLIError(f"--points {text!r} asks for points outside 0-{n_points - 1} (the CSV has {n_points} points)")
     return out
+
+
+def _check_writable(path, what):
+    """Fail now, not after training, when ``path`` cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise CLIError(f"{what} {path} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise CLIError(f"{what} {path} cannot be written: {exc.strerror or exc}") from None
 
 
 def _cmd_demo(args):
@@ -39,11 +66,11 @@ def _load_training_data(args):
         data = load_kaggle_facial_keypoints(args.kaggle, errors=args.errors)
         return data.images, data.keypoints, None
     if not (args.landmarks and args.images):
-        raise SystemExit("skkp train: give --landmarks CSV with --images DIR, or --kaggle CSV.")
+        raise CLIError("give --landmarks CSV with --images DIR, or --kaggle CSV")
     data = load_landmarks_csv(args.landmarks, args.images, gray=True, errors=args.errors)
     y = data.keypoints
     if args.points:
-        idx = _parse_points(args.points)
+        idx = _parse_points(args.points, y.shape[1] // 2)
         sel = np.ravel([[2 * i, 2 * i + 1] for i in idx])
     shapes = {im.shape[:2] for im in data.images}
     if args.crop or len(shapes) > 1:
@@ -62,13 +89,20 @@ def _cmd_train(args):
 
     from .keypoints import NoseKeypointRegressor
 
+    if args.points:
+        _parse_points(args.points)  # the syntax, before reading any data
+    _check_writable(args.model, "--model")
     X, y, groups = _load_training_data(args)
     print(f"Training on {len(X)} images of {X.shape[1]}x{X.shape[2]} with {y.shape[1] // 2} keypoints.")
     model = NoseKeypointRegressor(architecture=args.architecture, image_size=args.image_size,
                                   max_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                   device=args.device, random_state=args.seed, verbose=int(not args.quiet))
     model.fit(X, y, groups=groups)
-    Path(args.model).parent.mkdir(parents=True, exist_ok=True)
+    if model.fit_interrupted_ and not args.save_partial:
+        done = sum("train_loss" in row for row in model.history_)
+        print(f"skkp train: interrupted after {done} epoch(s); {args.model} was not written "
+              f"(pass --save-partial to keep a partly trained model).", file=sys.stderr)
+        return 130
     joblib.dump(model, args.model)
     last = model.history_[-1]
     print(f"Saved the model to {args.model} (last epoch: train MAE {last.get('train_mae_px', float('nan')):.2f}"
@@ -79,14 +113,33 @@ def _cmd_train(args):
 def _read_image(path, gray=True):
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
-    if img is None:
-        raise SystemExit(f"skkp predict: cannot read image {path}.")
-    return img
+    from .datasets._imread import read_image
+
+    try:
+        return read_image(str(path), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _load_keypoint_model(path):
+    """A fitted NoseKeypointRegressor from a joblib file, or a CLIError naming the file."""
+    import joblib
+
+    from .keypoints import NoseKeypointRegressor
+
+    if not Path(path).is_file():
+        raise CLIError(f"model file {path} not found")
+    try:
+        model = joblib.load(path)
+    except Exception as exc:  # a CSV, an empty or truncated file, a pickle of something else
+        raise CLIError(f"{path} is not a model saved by skkp train / joblib.dump "
+                       f"({type(exc).__name__}: {exc})") from None
+    if not isinstance(model, NoseKeypointRegressor) or not hasattr(model, "net_"):
+        raise CLIError(f"{path} holds a {type(model).__name__}, not a fitted NoseKeypointRegressor")
+    return model
 
 
 def _cmd_predict(args):
-    import joblib
     import numpy as np
     from tqdm import tqdm
 
@@ -95,15 +148,16 @@ def _cmd_predict(args):
     folder = Path(args.images)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files:
-        raise SystemExit(f"skkp predict: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}.")
-    if not Path(args.model).is_file():
-        raise SystemExit(f"skkp predict: model file {args.model} not found.")
-    model = joblib.load(args.model)
+        raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}")
+    model = _load_keypoint_model(args.model)
     n_points = model.n_outputs_ // 2
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_writable(out, "--out")
     if args.overlay_dir:
-        Path(args.overlay_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(args.overlay_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CLIError(f"--overlay-dir {args.overlay_dir} cannot be made: {exc.strerror or exc}") from None
     with open(out, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["image"] + [f"{a}{i}" for i in range(n_points) for a in "xy"])
@@ -153,6 +207,8 @@ def build_parser():
     t.add_argument("--errors", choices=["raise", "skip"], default="raise",
                    help="on a bad row: stop with an error, or skip it and report the count")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--save-partial", action="store_true",
+                   help="after Ctrl-C, still save the partly trained model (default: exit 130, write nothing)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
 
@@ -171,7 +227,17 @@ def build_parser():
 def main(argv=None):
     """Run the ``skkp`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CLIError as exc:
+        print(f"skkp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as exc:  # bad data or arguments found by skkp's checks
+        print(f"skkp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"skkp {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

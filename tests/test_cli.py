@@ -7,6 +7,7 @@ import cv2
 import joblib
 import numpy as np
 import pytest
+from skorch.callbacks import Callback
 
 from skkp.cli import build_parser, main
 from skkp.datasets import make_noses
@@ -75,18 +76,92 @@ def test_train_then_predict(landmark_folder, tmp_path, capsys):
     assert "Wrote predictions for 24 images" in capsys.readouterr().out
 
 
-def test_train_reports_bad_rows(landmark_folder, tmp_path):
+def _one_line_error(capsys, code, *words):
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+
+
+def test_train_reports_bad_rows_in_one_line(landmark_folder, tmp_path, capsys):
     folder, csv_path = landmark_folder
     with open(csv_path, "a") as fh:
         fh.write("missing.png," + ",".join(["1"] * 14) + "\n")
-    with pytest.raises(ValueError, match="missing.png"):
-        main(["train", "--images", str(folder), "--landmarks", str(csv_path), "--model",
-              str(tmp_path / "m.joblib"), "--epochs", "1", "--quiet"])
+    code = main(["train", "--images", str(folder), "--landmarks", str(csv_path), "--model",
+                 str(tmp_path / "m.joblib"), "--epochs", "1", "--quiet"])
+    _one_line_error(capsys, code, "missing.png", "line 26")
 
 
-def test_predict_on_empty_folder_fails_clearly(tmp_path):
-    with pytest.raises(SystemExit, match="no images"):
-        main(["predict", "--model", "x.joblib", "--images", str(tmp_path)])
+def test_predict_on_empty_folder_fails_clearly(tmp_path, capsys):
+    _one_line_error(capsys, main(["predict", "--model", "x.joblib", "--images", str(tmp_path)]), "no images")
+
+
+@pytest.mark.parametrize("points, words", [("5-9", ["outside 0-6"]), ("a-b", ["--points", "27-35"]),
+                                           (",", ["no point"])])
+def test_bad_points_fail_before_training(landmark_folder, tmp_path, capsys, points, words):
+    folder, csv_path = landmark_folder
+    code = main(["train", "--images", str(folder), "--landmarks", str(csv_path), "--model",
+                 str(tmp_path / "m.joblib"), "--points", points, "--epochs", "1", "--quiet"])
+    _one_line_error(capsys, code, *words)
+    assert "Training on" not in capsys.readouterr().out and not (tmp_path / "m.joblib").exists()
+
+
+def test_unwritable_model_path_fails_before_training(landmark_folder, tmp_path, capsys):
+    folder, csv_path = landmark_folder
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["train", "--images", str(folder), "--landmarks", str(csv_path), "--model",
+                 str(blocker / "m.joblib"), "--epochs", "1", "--quiet"])
+    out = capsys.readouterr()
+    assert code == 2 and "--model" in out.err and "Training on" not in out.out
+
+
+@pytest.mark.parametrize("content, words", [(b"image,x0,y0\na.png,1,2\n", ["not a model"]), (b"", ["not a model"])])
+def test_predict_with_a_file_that_is_not_a_model(landmark_folder, tmp_path, capsys, content, words):
+    folder, _ = landmark_folder
+    bad = tmp_path / "model.joblib"
+    bad.write_bytes(content)
+    _one_line_error(capsys, main(["predict", "--model", str(bad), "--images", str(folder)]), *words)
+
+
+def test_predict_with_another_estimator_and_out_under_a_file(landmark_folder, tmp_path, capsys):
+    from skkp import MaskEdgeKeypoints
+
+    folder, _ = landmark_folder
+    other = tmp_path / "edges.joblib"
+    joblib.dump(MaskEdgeKeypoints(), other)
+    _one_line_error(capsys, main(["predict", "--model", str(other), "--images", str(folder)]),
+                    "MaskEdgeKeypoints", "not a fitted NoseKeypointRegressor")
+
+
+class _Interrupt(Callback):  # module level: the --save-partial model is pickled with it
+    def on_epoch_end(self, net, **kwargs):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_train_exits_130_and_keeps_the_old_model(landmark_folder, tmp_path, capsys, monkeypatch):
+    import skkp.keypoints
+
+    original = skkp.keypoints.NoseKeypointRegressor._net_params
+
+    def with_interrupt(self, *args, **kwargs):
+        params = original(self, *args, **kwargs)
+        params["callbacks"] = params["callbacks"] + [("interrupt", _Interrupt())]
+        return params
+
+    monkeypatch.setattr(skkp.keypoints.NoseKeypointRegressor, "_net_params", with_interrupt)
+    folder, csv_path = landmark_folder
+    model_path = tmp_path / "m.joblib"
+    model_path.write_bytes(b"the previous model")
+    argv = ["train", "--images", str(folder), "--landmarks", str(csv_path), "--model", str(model_path),
+            "--architecture", "cnn", "--image-size", "32", "--epochs", "5", "--quiet"]
+    with pytest.warns(UserWarning, match="interrupted .* after 1 of 5 epochs"):
+        assert main(argv) == 130
+    assert model_path.read_bytes() == b"the previous model"
+    assert "not written" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="interrupted"):
+        assert main(argv + ["--save-partial"]) == 0
+    assert joblib.load(model_path).fit_interrupted_
 
 
 def test_parser_defaults_and_required_arguments(capsys):
