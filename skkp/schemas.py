@@ -11,7 +11,6 @@ Numpy only; imports nothing else from skkp, so any module may use it.
 - :func:`infer_flip_pairs` (keypoints) and :func:`flip_lut` (class labels): what a
   horizontal flip swaps.
 """
-import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Optional, Tuple

@@ -301,3 +301,30 @@ def test_private_generators_are_not_pickled(fitted):
     assert all("generator" not in vars(m) for m in est.net_.module_.modules())
     assert pickle.loads(pickle.dumps(est)) is not None
     assert GeneratorDropout.generator is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fitted_on_gpu_loads_and_predicts_on_a_cpu_only_process(case, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    make, X, y = case
+    est = make(random_state=0, device="cuda").fit(X, y)
+    with open(tmp_path / "gpu.pkl", "wb") as f:
+        pickle.dump(est, f)
+    np.save(tmp_path / "X.npy", X[:4])
+    code = textwrap.dedent(f"""
+        import pickle, numpy as np, torch
+        assert not torch.cuda.is_available()
+        est = pickle.load(open({str(tmp_path / 'gpu.pkl')!r}, "rb"))
+        assert est.device_ == "cpu"
+        np.save({str(tmp_path / 'p.npy')!r}, est.predict(np.load({str(tmp_path / 'X.npy')!r})))
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300, env={**__import__("os").environ,
+                                                                                 "CUDA_VISIBLE_DEVICES": ""})
+    on_cpu, on_gpu = np.load(tmp_path / "p.npy"), est.predict(X[:4])
+    if isinstance(est, NoseKeypointRegressor):
+        np.testing.assert_allclose(on_cpu, on_gpu, atol=1e-2)
+    else:
+        assert np.mean(on_cpu == on_gpu) > 0.99

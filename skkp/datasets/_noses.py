@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ..schemas import NOSE_SCHEMAS, get_nose_schema
+from ..schemas import get_nose_schema
 
 # canonical unit in pixels, as a fraction of image_size (at scale 1)
 _UNIT = {"frontal": 0.62, "side": 0.62, "bottom": 0.8}
