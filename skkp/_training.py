@@ -16,12 +16,14 @@
   the ``device_`` refresh when a GPU-fitted model is loaded on a CPU machine, and
   ``history_``.
 """
+import re
+import sys
 import threading
 import warnings
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback, LRScheduler
+from skorch.callbacks import Callback, LRScheduler, ProgressBar
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -226,6 +228,35 @@ def give_private_generators(net, seed):
     for i, module in enumerate(net.module_.modules()):
         if hasattr(type(module), "generator"):
             module.generator = torch.Generator(device=device).manual_seed(seed + 7919 * (i + 1))
+
+
+class TimeLeft(Callback):
+    """Record ``time_left_s`` each epoch: the mean epoch duration so far times the epochs
+    still to run, so the per-epoch log says how long training will still take."""
+
+    def on_epoch_end(self, net, **kwargs):
+        durations = [row["dur"] for row in net.history if "dur" in row]
+        if durations:
+            net.history.record("time_left_s", round(float(np.mean(durations)) * (net.max_epochs - len(net.history)), 1))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def print_plain(text):
+    """skorch's log line without its ANSI colour codes (for logs that are not a terminal)."""
+    print(_ANSI.sub("", str(text)), flush=True)
+
+
+def log_options(verbose):
+    """``(callbacks, skorch params)`` for the per-epoch log: with ``verbose``, a time-left
+    column, and on a terminal a progress bar; elsewhere (a log file, a pipe) plain lines
+    without colour codes or bar redraws."""
+    if not verbose:
+        return [], {}
+    if sys.stdout.isatty():
+        return [("time_left", TimeLeft()), ("progress_bar", ProgressBar())], {}
+    return [("time_left", TimeLeft())], {"callbacks__print_log__sink": print_plain}
 
 
 def prepare_for_pickle(net):

@@ -64,7 +64,7 @@ def _load_training_data(args):
 
     if args.kaggle:
         data = load_kaggle_facial_keypoints(args.kaggle, errors=args.errors)
-        return data.images, data.keypoints, None
+        return data.images, data.keypoints, None, "kaggle15"
     if not (args.landmarks and args.images):
         raise CLIError("give --landmarks CSV with --images DIR, or --kaggle CSV")
     data = load_landmarks_csv(args.landmarks, args.images, gray=True, errors=args.errors)
@@ -79,9 +79,16 @@ def _load_training_data(args):
         X, y = crops.images, crops.keypoints
     else:
         X = np.stack(data.images)
+    schema = None
     if args.points:
         y = y[:, sel]
-    return X, y, data.groups  # person ids from the file names: validation holds out people
+        if data.keypoints.shape[1] == 136:  # an iBUG 68 CSV: the points keep their iBUG names
+            from .schemas import IBUG68_NOSE, IBUG68_SCHEMA
+
+            schema = "ibug68_nose" if idx == list(IBUG68_NOSE) else IBUG68_SCHEMA.subset(idx, "ibug68_points")
+    elif data.keypoints.shape[1] == 136:
+        schema = "ibug68"
+    return X, y, data.groups, schema  # person ids from the file names: validation holds out people
 
 
 def _cmd_train(args):
@@ -92,11 +99,13 @@ def _cmd_train(args):
     if args.points:
         _parse_points(args.points)  # the syntax, before reading any data
     _check_writable(args.model, "--model")
-    X, y, groups = _load_training_data(args)
+    X, y, groups, schema = _load_training_data(args)
     print(f"Training on {len(X)} images of {X.shape[1]}x{X.shape[2]} with {y.shape[1] // 2} keypoints.")
-    model = NoseKeypointRegressor(architecture=args.architecture, image_size=args.image_size,
-                                  max_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                  device=args.device, random_state=args.seed, verbose=int(not args.quiet))
+    options = {name: value for name, value in (("architecture", args.architecture), ("image_size", args.image_size),
+                                               ("max_epochs", args.epochs), ("batch_size", args.batch_size),
+                                               ("lr", args.lr)) if value is not None}
+    model = NoseKeypointRegressor(**options, schema=schema, device=args.device, random_state=args.seed,
+                                  verbose=int(not args.quiet))
     model.fit(X, y, groups=groups)
     if model.fit_interrupted_ and not args.save_partial:
         done = sum("train_loss" in row for row in model.history_)
@@ -104,10 +113,22 @@ def _cmd_train(args):
               f"(pass --save-partial to keep a partly trained model).", file=sys.stderr)
         return 130
     joblib.dump(model, args.model)
-    last = model.history_[-1]
-    print(f"Saved the model to {args.model} (last epoch: train MAE {last.get('train_mae_px', float('nan')):.2f}"
-          f" px, valid MAE {last.get('valid_mae_px', float('nan')):.2f} px).")
+    print(f"Saved the model to {args.model}.")
+    print(_baseline_line(model))
     return 0
+
+
+def _baseline_line(model):
+    """The last epoch's held-out MAE next to the mean predictor's, worded as a win or a loss."""
+    last = model.history_[-1]
+    valid, baseline = last.get("valid_mae_px"), model.mean_predictor_valid_mae_px_
+    if valid is None or baseline is None:
+        return (f"Train MAE {last.get('train_mae_px', float('nan')):.2f} px (no validation split: "
+                f"nothing held out to compare with the mean predictor).")
+    from .demo import versus_baseline
+
+    return (f"Held-out MAE {valid:.2f} px; the mean predictor scores {baseline:.2f} px on the same held-out "
+            f"images: {versus_baseline(valid, baseline)}.")
 
 
 def _read_image(path, gray=True):
@@ -171,14 +192,44 @@ def _cmd_predict(args):
     return 0
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has one."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in help_text:
+            help_text += " (default: %(default)s)"
+        return help_text
+
+
+def _estimator_defaults():
+    """NoseKeypointRegressor's defaults and architecture names, read off its source (so that
+    ``skkp --help`` and ``--version`` do not import torch)."""
+    import ast
+
+    here = Path(__file__).parent
+    tree = ast.parse((here / "keypoints.py").read_text())
+    init = next(node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == "__init__")
+    values = dict(zip([a.arg for a in init.args.args[1:]], (ast.literal_eval(d) for d in init.args.defaults)))
+    nets = ast.parse((here / "nets.py").read_text())
+    table = next(node.value for node in nets.body if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "ARCHITECTURES" for t in node.targets))
+    values["architectures"] = sorted(ast.literal_eval(key) for key in table.keys)
+    return values
+
+
 def build_parser():
     """The argparse parser of the ``skkp`` command."""
+    from ._version import __version__
+
     p = argparse.ArgumentParser(prog="skkp", description="scikit-learn estimators for facial keypoints.")
+    p.add_argument("--version", action="version", version=f"skkp {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="train on built-in synthetic data and save a model and a PNG",
-                       description="Train a keypoint model on synthetic frontal noses (about two CPU "
-                                   "minutes), print held-out MAE of the model and of the mean predictor, "
+                       description="Train a keypoint model on synthetic frontal noses (about a minute on a "
+                                   "free 2-core machine), print held-out MAE of the model and of the mean "
+                                   "predictor, "
                                    "save the model (joblib) and a PNG of predictions. With --parser, train "
                                    "a small face parser on synthetic faces instead.")
     d.add_argument("--out", default="skkp-demo", help="output folder (default: skkp-demo)")
@@ -190,26 +241,30 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a keypoint model on an image folder + landmark CSV, or a Kaggle CSV",
                        description="Train a NoseKeypointRegressor and save it with joblib. Images of "
-                                   "different sizes (or --crop) are cropped square around their landmarks.")
+                                   "different sizes (or --crop) are cropped square around their landmarks. "
+                                   "Network options default to the estimator's own defaults.",
+                       formatter_class=_DefaultsFormatter)
     t.add_argument("--images", help="folder of images named in the landmark CSV")
     t.add_argument("--landmarks", help="CSV: image file name, then x0,y0,x1,y1,... per row")
     t.add_argument("--kaggle", help="Kaggle facial keypoints training.csv (instead of --images/--landmarks)")
     t.add_argument("--points", help="keypoint indices to train on, e.g. 27-35 for the iBUG-68 nose")
     t.add_argument("--crop", action="store_true", help="crop faces around their landmarks first")
-    t.add_argument("--margin", type=float, default=0.25, help="crop margin (default: 0.25)")
-    t.add_argument("--model", default="model.joblib", help="where to save the model (default: model.joblib)")
-    t.add_argument("--architecture", default="cnn", help="network (default: cnn)")
-    t.add_argument("--image-size", type=int, default=96, help="network input size (default: 96)")
-    t.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    defaults = _estimator_defaults()
+    t.add_argument("--margin", type=float, default=0.25, help="crop margin, a fraction of the face size")
+    t.add_argument("--model", default="model.joblib", help="where to save the model")
+    t.add_argument("--architecture", choices=defaults["architectures"], default=defaults["architecture"],
+                   help="network; the default is the estimator's")
+    t.add_argument("--image-size", type=int, default=defaults["image_size"], help="network input size")
+    t.add_argument("--epochs", type=int, default=defaults["max_epochs"], help="training epochs")
+    t.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="images per batch")
+    t.add_argument("--lr", type=float, default=defaults["lr"], help="Adam learning rate")
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--errors", choices=["raise", "skip"], default="raise",
                    help="on a bad row: stop with an error, or skip it and report the count")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="random_state of the estimator")
     t.add_argument("--save-partial", action="store_true",
-                   help="after Ctrl-C, still save the partly trained model (default: exit 130, write nothing)")
-    t.add_argument("--quiet", action="store_true")
+                   help="after Ctrl-C, still save the partly trained model (else: exit 130, write nothing)")
+    t.add_argument("--quiet", action="store_true", help="no per-epoch log")
     t.set_defaults(func=_cmd_train)
 
     r = sub.add_parser("predict", help="predict keypoints for a folder of images, writing a CSV",

@@ -6,6 +6,21 @@ import joblib
 import numpy as np
 
 
+def versus_baseline(error, baseline_error):
+    """How an error compares with a baseline's, worded as a win or a loss.
+
+    Examples
+    --------
+    >>> versus_baseline(1.0, 5.0), versus_baseline(5.65, 2.63)
+    ('5.0x better than the baseline', 'WORSE than the baseline: 2.1x its error')
+    """
+    if error < baseline_error:
+        return f"{baseline_error / error:.1f}x better than the baseline"
+    if error > baseline_error:
+        return f"WORSE than the baseline: {error / baseline_error:.1f}x its error"
+    return "no better than the baseline"
+
+
 def keypoint_demo(out_dir="skkp-demo", n_train=1500, n_test=300, image_size=96, max_epochs=12,
                   architecture="heatmap", random_state=0, verbose=1, print_fn=print):
     """Train a :class:`~skkp.NoseKeypointRegressor` on synthetic frontal noses.
@@ -63,7 +78,7 @@ def keypoint_demo(out_dir="skkp-demo", n_train=1500, n_test=300, image_size=96, 
     mae = mean_absolute_error_px(y_test, y_pred)
     baseline = mean_absolute_error_px(y_test, np.broadcast_to(y_train.mean(axis=0), y_test.shape))
     print_fn(f"Held-out MAE: model {mae:.2f} px, mean predictor {baseline:.2f} px "
-             f"({baseline / mae:.1f}x better), trained in {fit_seconds:.0f} s.")
+             f"({versus_baseline(mae, baseline)}), trained in {fit_seconds:.0f} s.")
     model_path = out / "nose_model.joblib"
     joblib.dump(model, model_path)
     tiles = [draw_keypoints(X_test[i], y_pred[i], truth=y_test[i]) for i in range(min(12, n_test))]

@@ -8,13 +8,13 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 from skorch import NeuralNetRegressor
-from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
+from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.helper import predefined_split
 
 from ._keypoint_data import AUGMENT_DEFAULTS  # noqa: F401  (public: the augment=True ranges)
 from ._keypoint_data import KeypointDataset, KeypointFrame, PixelMAE, augment_config, names_from_columns
 from ._training import (EpochSetter, NeuralEstimatorMixin, check_finite_output, draw_seed, drop_last_for_batchnorm,
-                        loader_generators, merge_callbacks, resolve_device, validation_split)
+                        loader_generators, log_options, merge_callbacks, resolve_device, validation_split)
 from ._validation import check_groups, check_images, check_keypoint_targets
 from .losses import MaskedKeypointLoss
 from .nets import ARCHITECTURES, build_keypoint_net
@@ -113,6 +113,9 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
     frame_ : KeypointFrame
         The network frame (resize, input statistics, coordinate units) fitted
         on the training set and used again by ``predict``.
+    mean_predictor_valid_mae_px_ : float or None
+        ``valid_mae_px`` of the mean predictor (the mean training target for every
+        validation image): the baseline the model's ``valid_mae_px`` must beat.
     device_ : str
 
     Notes
@@ -288,10 +291,22 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         if self.early_stopping is not None and len(valid_idx) == 0:
             raise ValueError("early_stopping needs a validation set: set validation_fraction > 0 "
                              f"(with {len(inputs)} labelled samples, {self.validation_fraction} gives none).")
+        self.mean_predictor_valid_mae_px_ = self._mean_predictor_mae(net_targets, train_idx, valid_idx)
         train_ds = KeypointDataset(inputs[train_idx], net_targets[train_idx], augment, pairs, seed)
         valid_ds = KeypointDataset(inputs[valid_idx], net_targets[valid_idx]) if len(valid_idx) else None
         params = self._net_params(int(np.prod(inputs.shape[1:])), len(train_ds), valid_ds, device, seed)
         return self._fit_net(NeuralNetRegressor, params, train_ds, device, seed, setup=self._set_l2_groups)
+
+    def _mean_predictor_mae(self, net_targets, train_idx, valid_idx):
+        """MAE (in the units of ``valid_mae_px``) of predicting the mean training target for every
+        validation sample: the baseline a trained model must beat; None without validation."""
+        if not len(valid_idx) or not len(train_idx):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column never labelled in training
+            mean = np.nanmean(net_targets[train_idx], axis=0)
+        err = np.abs(net_targets[valid_idx] - mean) * self.frame_.px_per_unit(self.n_outputs_)
+        return float(np.nanmean(err)) if np.isfinite(err).any() else None
 
     def _net_params(self, n_features, n_train, valid_ds, device, seed):
         kwargs = dict(self.net_kwargs or {})
@@ -304,8 +319,8 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
                                                          T_max=self.max_epochs)))
         if self.early_stopping is not None:
             callbacks.append(("early_stopping", EarlyStopping(patience=self.early_stopping, load_best=True)))
-        if self.verbose:
-            callbacks.append(("progress_bar", ProgressBar()))
+        log_callbacks, log_params = log_options(self.verbose)
+        callbacks += log_callbacks
         params = dict(
             # a function building the network: skorch calls it, so the fitted model holds the weights
             # once, in skorch's device-mapped state, not a second time as a module parameter
@@ -331,6 +346,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             callbacks=merge_callbacks(callbacks, kwargs.pop("callbacks", None)),
             device=device,
             verbose=int(self.verbose),
+            **log_params,
         )
         params.update(kwargs)
         return params

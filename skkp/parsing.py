@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ._parsing_data import ParsingDataset, ValidMeanIoU, to_network_frame
 from ._training import (EpochSetter, NeuralEstimatorMixin, check_finite_output, draw_seed, drop_last_for_batchnorm,
-                        loader_generators, merge_callbacks, resolve_device, validation_split)
+                        loader_generators, log_options, merge_callbacks, resolve_device, validation_split)
 from ._validation import check_groups, check_parsing_X, check_parsing_X_y
 from .losses import MultiHeadLoss, OhemCrossEntropy
 from .metrics import mean_iou
@@ -295,6 +295,9 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
                    ("augment_epoch", EpochSetter())]
         if valid_ds is not None:
             builtin.append(("valid_miou", ValidMeanIoU(len(names))))
+        log_callbacks, log_params = log_options(self.verbose)
+        builtin += log_callbacks
+        params.update(log_params)
         callbacks = merge_callbacks(builtin, extra.pop("callbacks", None))
         params.update(extra)
         params["callbacks"] = callbacks

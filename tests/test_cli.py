@@ -168,8 +168,12 @@ def test_parser_defaults_and_required_arguments(capsys):
     parser = build_parser()
     args = parser.parse_args(["train", "--images", "imgs", "--landmarks", "pts.csv", "--points", "27-35"])
     assert (args.command, args.images, args.landmarks, args.points) == ("train", "imgs", "pts.csv", "27-35")
-    assert (args.model, args.architecture, args.image_size, args.epochs, args.errors) == \
-        ("model.joblib", "cnn", 96, 30, "raise")
+    from skkp import NoseKeypointRegressor
+
+    defaults = NoseKeypointRegressor().get_params()  # the CLI trains with the estimator's own defaults
+    assert (args.model, args.architecture, args.image_size, args.epochs, args.batch_size, args.lr, args.errors) == \
+        ("model.joblib", defaults["architecture"], defaults["image_size"], defaults["max_epochs"],
+         defaults["batch_size"], defaults["lr"], "raise")
     args = parser.parse_args(["predict", "--model", "m.joblib", "--images", "imgs"])
     assert args.out == "predictions.csv" and args.overlay_dir is None
     assert parser.parse_args(["demo"]).func is not args.func  # each command runs its own handler
@@ -178,3 +182,44 @@ def test_parser_defaults_and_required_arguments(capsys):
             parser.parse_args(argv)
         assert exc.value.code == 2, argv
     assert "usage: skkp" in capsys.readouterr().err
+
+
+def test_version_and_help_show_defaults(capsys):
+    import skkp
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"skkp {skkp.__version__}"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # help wraps at the terminal width
+    assert "{cnn,heatmap,inception,mlp}" in out and "(default: heatmap)" in out and "(default: 0.002)" in out
+
+
+def test_train_prints_the_mean_predictor_baseline_and_ibug_names(tmp_path, capsys):
+    from skkp.datasets import IBUG68_SCHEMA, landmarks68_template
+
+    rng = np.random.RandomState(0)
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    rows = []
+    for i in range(24):
+        pts = landmarks68_template(48) + rng.normal(0, 1.0, (68, 2))
+        img = np.zeros((48, 48), np.uint8)
+        for x, y in pts:
+            cv2.circle(img, (int(round(x)), int(round(y))), 1, 255, -1)
+        cv2.imwrite(str(folder / f"P{i // 3}_{i % 3}.png"), img)
+        rows.append([f"P{i // 3}_{i % 3}.png"] + [f"{v:.2f}" for v in pts.ravel()])
+    csv_path = tmp_path / "points.csv"
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image"] + [f"{a}{k}" for k in range(68) for a in "xy"])
+        writer.writerows(rows)
+    model_path = tmp_path / "nose.joblib"
+    code = main(["train", "--images", str(folder), "--landmarks", str(csv_path), "--points", "27-35",
+                 "--model", str(model_path), "--architecture", "cnn", "--image-size", "32", "--epochs", "1",
+                 "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "the mean predictor scores" in out and ("better than the baseline" in out or "WORSE" in out)
+    assert joblib.load(model_path).keypoint_names_ == list(IBUG68_SCHEMA.names[27:36])

@@ -328,3 +328,10 @@ def test_fitted_on_gpu_loads_and_predicts_on_a_cpu_only_process(case, tmp_path):
         np.testing.assert_allclose(on_cpu, on_gpu, atol=1e-2)
     else:
         assert np.mean(on_cpu == on_gpu) > 0.99
+
+
+def test_verbose_log_off_a_terminal_is_plain_lines_with_time_left(case, capsys):
+    make, X, y = case
+    make(random_state=0, verbose=1).fit(X, y)
+    out = capsys.readouterr().out
+    assert "time_left_s" in out and "\x1b[" not in out and "\r" not in out
