@@ -115,6 +115,14 @@ def _cmd_train(args):
     joblib.dump(model, args.model)
     print(f"Saved the model to {args.model}.")
     print(_baseline_line(model))
+    curves = Path(args.model).with_name(Path(args.model).stem + "_history.png")
+    try:
+        from .plotting import plot_history
+
+        plot_history(model.history_, curves, title=f"skkp train: {Path(args.model).name}")
+        print(f"Training curves (loss and MAE per epoch) in {curves}.")
+    except ImportError:
+        print('Training curves not drawn: pip install "skkp[plot]" for matplotlib.')
     return 0
 
 

@@ -30,6 +30,10 @@ PALETTE = np.array([
     [70, 130, 180], [0, 255, 0], [255, 0, 120], [0, 100, 100], [150, 150, 255], [90, 0, 160],
 ], dtype=np.uint8)
 IGNORE_COLOUR = (128, 128, 128)
+#: Predictions and ground truth: orange and blue of the Okabe-Ito palette, a pair that
+#: stays distinct for the common colour-vision deficiencies (red/green does not).
+PREDICTION_COLOUR = (230, 159, 0)
+TRUTH_COLOUR = (0, 114, 178)
 
 
 def _full_palette():
@@ -92,8 +96,8 @@ def _draw_points(out, pts, color, radius, labels):
                         cv2.FONT_HERSHEY_SIMPLEX, font, color, 1, cv2.LINE_AA)
 
 
-def draw_keypoints(image, keypoints, color=(0, 255, 0), radius=None, labels=False, truth=None,
-                   truth_color=(255, 0, 0)):
+def draw_keypoints(image, keypoints, color=PREDICTION_COLOUR, radius=None, labels=False, truth=None,
+                   truth_color=TRUTH_COLOUR):
     """Draw keypoints (and optionally the ground truth) on a copy of an image.
 
     Parameters
@@ -102,8 +106,8 @@ def draw_keypoints(image, keypoints, color=(0, 255, 0), radius=None, labels=Fals
         Gray or RGB, uint8 or float.
     keypoints : array-like of shape (2K,) or (K, 2)
         ``x0, y0, x1, y1, ...`` in pixels; NaN points are skipped.
-    color : (int, int, int), default=(0, 255, 0)
-        RGB colour of the points.
+    color : (int, int, int), default=PREDICTION_COLOUR
+        RGB colour of the points (orange).
     radius : float or None, default=None
         Point radius in pixels; ``None`` picks ``max(1, min(H, W) / 100)``.
     labels : bool, default=False
@@ -111,7 +115,8 @@ def draw_keypoints(image, keypoints, color=(0, 255, 0), radius=None, labels=Fals
     truth : array-like of shape (2K,) or (K, 2), optional
         Ground-truth points, drawn first in ``truth_color`` with a line to the
         matching prediction.
-    truth_color : (int, int, int), default=(255, 0, 0)
+    truth_color : (int, int, int), default=TRUTH_COLOUR
+        Blue: with orange, a colour-blind-safe pair.
 
     Returns
     -------
@@ -122,7 +127,7 @@ def draw_keypoints(image, keypoints, color=(0, 255, 0), radius=None, labels=Fals
     --------
     >>> out = draw_keypoints(np.zeros((32, 32)), [10.0, 12.0], radius=2)
     >>> out.shape, out[12, 10].tolist()
-    ((32, 32, 3), [0, 255, 0])
+    ((32, 32, 3), [230, 159, 0])
     """
     out = _as_rgb(image)
     pts = check_point_set(keypoints, "keypoints")
@@ -224,6 +229,103 @@ def overlay_labels(image, labels, alpha=0.5, palette=None):
     blend = (1 - alpha) * out.astype(np.float32) + alpha * colours
     keep = (arr == 0) | (arr == IGNORE_INDEX)
     return np.where(keep[:, :, None], out, np.rint(blend).astype(np.uint8))
+
+
+def add_caption(image, text, height=None, color=(0, 0, 0), fill=(255, 255, 255)):
+    """A copy of ``image`` with a strip of ``text`` below it (e.g. a tile's error, a legend).
+
+    Parameters
+    ----------
+    image : array-like of shape (H, W), (H, W, 1) or (H, W, 3)
+    text : str
+    height : int or None, default=None
+        Height of the strip in pixels; ``None`` picks about 12% of the width (at least 12).
+    color, fill : (int, int, int)
+        RGB colours of the text and the strip.
+
+    Returns
+    -------
+    out : ndarray of shape (H + height, W, 3), uint8
+
+    Examples
+    --------
+    >>> add_caption(np.zeros((40, 60), np.uint8), "1.2 px").shape
+    (52, 60, 3)
+    """
+    out = _as_rgb(image)
+    w = out.shape[1]
+    if height is None:
+        height = max(12, int(round(0.12 * w)))
+    if isinstance(height, bool) or not isinstance(height, numbers.Integral) or height < 8:
+        raise ValueError(f"height must be an int >= 8 or None, got {height!r}.")
+    strip = np.empty((int(height), w, 3), np.uint8)
+    strip[:] = _check_colour(fill, "fill")
+    font_scale = 0.028 * height
+    (tw, th), _ = cv2.getTextSize(str(text), cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    if tw > w - 4:  # shrink long text to fit the width
+        font_scale *= (w - 4) / tw
+        (tw, th), _ = cv2.getTextSize(str(text), cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    cv2.putText(strip, str(text), (max(2, (w - tw) // 2), (height + th) // 2), cv2.FONT_HERSHEY_SIMPLEX,
+                font_scale, _check_colour(color, "color"), 1, cv2.LINE_AA)
+    return np.concatenate([out, strip])
+
+
+def plot_history(history, path=None, title=None):
+    """Training curves of a fitted estimator: losses, and pixel MAE (or validation mIoU), per epoch.
+
+    Needs matplotlib (``pip install "skkp[plot]"``).
+
+    Parameters
+    ----------
+    history : skorch History or list of dict
+        ``estimator.history_``.
+    path : str, path-like or None, default=None
+        Where to save the figure as PNG; None only returns it.
+    title : str or None, default=None
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = plot_history([{"epoch": 1, "train_loss": 2.0, "valid_loss": 2.5},
+    ...                     {"epoch": 2, "train_loss": 1.0, "valid_loss": 1.5}])
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['loss']
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError('plot_history needs matplotlib: pip install "skkp[plot]"') from None
+    rows = list(history)
+    if not rows or not all(isinstance(r, dict) for r in rows):
+        raise ValueError("history must be a non-empty skorch History or list of dicts (estimator.history_).")
+    epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
+    panels = [("loss", ("train_loss", "valid_loss"))]
+    if any("train_mae_px" in r or "valid_mae_px" in r for r in rows):
+        panels.append(("MAE (px)", ("train_mae_px", "valid_mae_px")))
+    if any("valid_miou" in r for r in rows):
+        panels.append(("mean IoU", ("valid_miou",)))
+    fig = Figure(figsize=(4.2 * len(panels), 3.2), layout="constrained")
+    for k, (label, keys) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        for key, colour in zip(keys, ("#E69F00", "#0072B2")):
+            values = [r.get(key, np.nan) for r in rows]
+            if np.isfinite(values).any():
+                ax.plot(epochs, values, color=colour, marker="o", markersize=3, label=key.split("_")[0])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    if path is not None:
+        fig.savefig(Path(path), dpi=100)
+    return fig
 
 
 def image_grid(images, ncols=None, padding=2, fill=(255, 255, 255)):

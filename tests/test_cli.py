@@ -59,6 +59,7 @@ def test_train_then_predict(landmark_folder, tmp_path, capsys):
     code = main(["train", "--images", str(folder), "--landmarks", str(csv_path), "--model", str(model_path),
                  "--architecture", "cnn", "--image-size", "32", "--epochs", "1", "--points", "0-4", "--quiet"])
     assert code == 0 and model_path.exists()
+    assert (tmp_path / "model_history.png").stat().st_size > 1000  # the training curves
     model = joblib.load(model_path)
     assert model.n_keypoints_ == 5  # --points 0-4 kept five of the seven points
     out_csv, overlays = tmp_path / "pred.csv", tmp_path / "overlays"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from skkp._validation import pixel_scale
-from skkp.plotting import (IGNORE_COLOUR, PALETTE, colorize_labels, draw_keypoints, image_grid,
-                           overlay_labels, save_png)
+from skkp.plotting import (IGNORE_COLOUR, PALETTE, PREDICTION_COLOUR, TRUTH_COLOUR, add_caption, colorize_labels,
+                           draw_keypoints, image_grid, overlay_labels, plot_history, save_png)
 from skkp.schemas import IGNORE_INDEX
 
 
@@ -21,7 +21,7 @@ def test_draw_keypoints_accepts_gray_rgb_float(image):
     before = image.copy()
     out = draw_keypoints(image, [[5.0, 6.0], [20.0, 15.0]], radius=2)
     assert out.shape == (30, 40, 3) and out.dtype == np.uint8
-    assert out[6, 5].tolist() == [0, 255, 0] and out[15, 20].tolist() == [0, 255, 0]
+    assert out[6, 5].tolist() == list(PREDICTION_COLOUR) and out[15, 20].tolist() == list(PREDICTION_COLOUR)
     assert np.array_equal(image, before)
     assert not np.shares_memory(out, image)
 
@@ -78,7 +78,7 @@ def test_draw_keypoints_colour_nan_labels_and_truth():
     assert np.any(with_text != image, axis=2).sum() > np.any(plain != image, axis=2).sum()
     truth = kp + 12
     both = draw_keypoints(image, kp, truth=truth, radius=2)
-    assert both[22, 22].tolist() == [255, 0, 0] and both[10, 10].tolist() == [0, 255, 0]
+    assert both[22, 22].tolist() == list(TRUTH_COLOUR) and both[10, 10].tolist() == list(PREDICTION_COLOUR)
     assert np.array_equal(image, before)
 
 
@@ -187,3 +187,38 @@ def test_save_png_roundtrip(tmp_path):
     assert cv2.imread(str(gray)).shape == (3, 4, 3)
     with pytest.raises(FileNotFoundError, match="path"):
         save_png(tmp_path / "missing" / "x.png", image)
+
+
+def test_default_colours_are_a_colour_blind_safe_pair():
+    # simulated deuteranopia (Machado et al. 2009, severity 1): red and green become one hue (parallel
+    # RGB vectors, differing in lightness only); the default pair keeps two hues
+    deut = np.array([[0.367, 0.861, -0.228], [0.280, 0.673, 0.047], [-0.012, 0.043, 0.969]])
+
+    def hue_cosine(a, b):
+        a, b = deut @ np.array(a, float), deut @ np.array(b, float)
+        return a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+
+    assert hue_cosine((255, 0, 0), (0, 255, 0)) > 0.99
+    assert hue_cosine(PREDICTION_COLOUR, TRUTH_COLOUR) < 0.8
+
+
+def test_add_caption_writes_text_below_and_keeps_the_image():
+    image = np.full((30, 60, 3), 7, np.uint8)
+    out = add_caption(image, "1.23 px", height=16)
+    assert out.shape == (46, 60, 3)
+    assert np.array_equal(out[:30], image)
+    assert (out[30:] < 128).any() and (out[30:] == 255).mean() > 0.5  # dark text on a white strip
+    with pytest.raises(ValueError, match="height"):
+        add_caption(image, "x", height=2)
+
+
+def test_plot_history_draws_the_recorded_curves(tmp_path):
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "valid_loss": 1.2 / e, "train_mae_px": 3.0 / e,
+             "valid_mae_px": 3.5 / e} for e in (1, 2, 3)]
+    fig = plot_history(rows, tmp_path / "h.png", title="demo")
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "MAE (px)"]
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2]
+    np.testing.assert_allclose(fig.axes[1].lines[1].get_ydata(), [3.5, 1.75, 3.5 / 3])
+    assert (tmp_path / "h.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="history"):
+        plot_history([])
