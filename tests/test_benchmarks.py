@@ -50,3 +50,15 @@ def test_ytf68_csv_smoke_subset_keeps_whole_people(tmp_path, monkeypatch):
                 got = list(csv.reader(f))
             assert got == rows[:expected + 1], n_rows
         assert not path.exists()  # the temporary copy is removed afterwards
+
+
+def test_readme_figures_are_generated_from_the_committed_results():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import make_report
+    finally:
+        sys.path.remove(str(BENCH))
+    readme = (BENCH.parent / "README.md").read_text()
+    block = readme.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
+    assert block.strip().splitlines() == make_report.readme_summary(), \
+        "README's results differ from benchmarks/results: run python benchmarks/make_report.py"
