@@ -203,6 +203,7 @@ def test_ragged_lists_of_images_get_a_clear_error(case):
 
 
 # ----------------------------------------------------------------------------- threads
+@pytest.mark.usefixtures("one_torch_thread")  # bit-exact comparisons: one intra-op thread per fit
 def test_fits_in_threads_match_serial_fits(case):
     import threading
 
@@ -222,6 +223,7 @@ def test_fits_in_threads_match_serial_fits(case):
         np.testing.assert_array_equal(results[s], serial[s])
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_another_thread_drawing_random_numbers_during_training_changes_nothing(case):
     import threading
 
@@ -248,26 +250,28 @@ def test_another_thread_drawing_random_numbers_during_training_changes_nothing(c
     np.testing.assert_array_equal(threaded, serial)
 
 
-def test_initialisation_disturbed_by_another_thread_is_an_error_not_a_different_model(case):
-    import threading
+class _DrawsMoreEachBuild(Callback):
+    """Stands in for another thread drawing from torch's global generator while the net is built:
+    each build (skorch initialises the callbacks then) draws a different number of values."""
 
+    def __init__(self):
+        self.builds = 0
+
+    def initialize(self):
+        self.builds += 1
+        torch.rand(self.builds)
+        return super().initialize()
+
+
+def test_initialisation_disturbed_by_other_draws_is_an_error_not_a_different_model(case):
     make, X, y = case
-    stop = threading.Event()
-
-    def noise():
-        while not stop.is_set():
-            torch.rand(64)
-
-    noisy = threading.Thread(target=noise)
-    noisy.start()
-    try:
-        with pytest.raises(RuntimeError, match="initialise the network reproducibly"):
-            make(random_state=1).fit(X, y)
-    finally:
-        stop.set()
-        noisy.join()
+    spy = _DrawsMoreEachBuild()
+    with pytest.raises(RuntimeError, match="initialise the network reproducibly in 5 attempts"):
+        make(random_state=1, net_kwargs={"callbacks": [spy]}).fit(X, y)
+    assert spy.builds == 10  # five attempts of two builds each, every pair disagreeing
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_predict_from_four_threads_while_another_model_fits(case, fitted):
     import threading
 
