@@ -11,9 +11,10 @@ from ._version import __version__
 
 #: public name -> module that defines it
 _LAZY = {"FaceParser": "parsing", "MaskEdgeKeypoints": "edges", "NoseKeypointRegressor": "keypoints",
-         "mask_edge_keypoints": "edges"}
+         "mask_edge_keypoints": "edges", "save": "io", "load": "io"}
 
-__all__ = ["FaceParser", "MaskEdgeKeypoints", "NoseKeypointRegressor", "mask_edge_keypoints", "__version__"]
+__all__ = ["FaceParser", "MaskEdgeKeypoints", "NoseKeypointRegressor", "load", "mask_edge_keypoints", "save",
+           "__version__"]
 
 
 def __getattr__(name):

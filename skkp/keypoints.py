@@ -351,6 +351,11 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         params.update(kwargs)
         return params
 
+    def _unfitted_net(self, device):
+        """A net of the fitted shape, for :func:`skkp.load` to fill with saved weights."""
+        n_features = self.image_size ** 2 if self.input_kind_ == "image" else self.n_features_in_
+        return NeuralNetRegressor(**self._net_params(n_features, 0, None, device, 0))
+
     def _set_l2_groups(self, net):
         """The network's per-layer L2 penalties as Adam weight decay (coefficient c on ||w||^2
         adds 2c*w to the gradient), on top of ``weight_decay``."""

@@ -279,12 +279,26 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
                                   lut=flip_lut(names), scale=self.scale_range)
         valid_ds = ParsingDataset(images[valid_idx], labels[valid_idx]) if len(valid_idx) else None
 
+        params = self._net_params(names, bs, drop_last, schedule, valid_ds, device, seed)
+
+        def load_weights(net):
+            if self.backbone_weights is not None:
+                load_backbone_weights(net.module_, self.backbone_weights)
+
+        self._fit_net(NeuralNet, params, train_ds, device, seed, setup=load_weights)
+        self.class_names_ = names
+        self.classes_ = np.arange(len(names))
+        self.n_classes_ = len(names)
+        return self
+
+    def _net_params(self, names, batch_size, drop_last, schedule, valid_ds, device, seed):
+        """The skorch NeuralNet's parameters: network, loss, optimiser, schedule, callbacks."""
         params = dict(
             module=MultiHeadParsingNet, module__n_classes=len(names), module__width=float(self.width),
             criterion=MultiHeadLoss,
             criterion__loss=OhemCrossEntropy(self.ohem_thresh, self.min_kept, IGNORE_INDEX),
             optimizer=_SGD, optimizer__momentum=0.9, optimizer__weight_decay=5e-4,
-            lr=float(self.lr), max_epochs=int(self.max_epochs), batch_size=bs,
+            lr=float(self.lr), max_epochs=int(self.max_epochs), batch_size=batch_size,
             iterator_train__shuffle=True, **loader_generators(seed),
             iterator_train__drop_last=drop_last,
             train_split=predefined_split(valid_ds) if valid_ds is not None else None, device=device,
@@ -296,21 +310,16 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         if valid_ds is not None:
             builtin.append(("valid_miou", ValidMeanIoU(len(names))))
         log_callbacks, log_params = log_options(self.verbose)
-        builtin += log_callbacks
         params.update(log_params)
-        callbacks = merge_callbacks(builtin, extra.pop("callbacks", None))
+        callbacks = merge_callbacks(builtin + log_callbacks, extra.pop("callbacks", None))
         params.update(extra)
         params["callbacks"] = callbacks
+        return params
 
-        def load_weights(net):
-            if self.backbone_weights is not None:
-                load_backbone_weights(net.module_, self.backbone_weights)
-
-        self._fit_net(NeuralNet, params, train_ds, device, seed, setup=load_weights)
-        self.class_names_ = names
-        self.classes_ = np.arange(len(names))
-        self.n_classes_ = len(names)
-        return self
+    def _unfitted_net(self, device):
+        """An initialised net of the fitted shape, for :func:`skkp.load` to fill with saved weights."""
+        params = self._net_params(self.class_names_, int(self.batch_size), False, WarmupPolyLR(1, 0), None, device, 0)
+        return NeuralNet(**params)
 
     # ------------------------------------------------------------------ inference
     def _network_logits(self, X):

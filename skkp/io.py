@@ -1,0 +1,255 @@
+"""``skkp.save`` and ``skkp.load``: one file per estimator that cannot run code when read.
+
+A ``.skkp`` file is a zip archive of two members:
+
+- ``skkp.json``: the format and its version, the skkp version, the estimator's class
+  (one of skkp's three), its parameters, its fitted attributes and, for the neural
+  estimators, the training history;
+- ``arrays.npz``: every array, the network weights included, read back with
+  ``numpy.load(..., allow_pickle=False)``.
+
+Nothing is unpickled when loading, so a file from someone else can at worst fail to
+load, with a ``ValueError`` saying why. ``joblib.load`` / ``pickle.load`` run code from
+the file they read: use them only for files you trust.
+"""
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+
+__all__ = ["FORMAT_VERSION", "load", "save"]
+
+#: Version of the file layout; files of a newer layout are refused by this skkp.
+FORMAT_VERSION = 1
+_FORMAT = "skkp-estimator"
+#: The classes a file may name, and the module that defines each.
+_CLASSES = {"NoseKeypointRegressor": "keypoints", "FaceParser": "parsing", "MaskEdgeKeypoints": "edges"}
+_NOT_STATE = {"net_"}  # rebuilt from the weights
+
+
+class _Encoder:
+    """JSON-safe values, with arrays moved to the npz side: tuples, arrays, dicts and the keypoint
+    frame are tagged, so decoding gives back the same types."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def __call__(self, value, where):
+        from ._keypoint_data import KeypointFrame
+
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+            return value.item() if isinstance(value, np.generic) else value
+        if isinstance(value, tuple):
+            return {"tuple": [self(v, where) for v in value]}
+        if isinstance(value, list):
+            return [self(v, where) for v in value]
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return {"dict": {k: self(v, f"{where}[{k!r}]") for k, v in value.items()}}
+        if isinstance(value, np.ndarray):
+            if value.dtype == object:
+                if not all(isinstance(v, str) for v in value.ravel()):
+                    raise TypeError(f"{where} is an object array; only arrays of numbers or str can be saved.")
+                return {"str_array": [str(v) for v in value.ravel()], "shape": list(value.shape)}
+            key = f"a{len(self.arrays)}"
+            self.arrays[key] = value
+            return {"array": key}
+        if isinstance(value, KeypointFrame):
+            return {"KeypointFrame": {k: self(v, f"{where}.{k}") for k, v in vars(value).items()}}
+        raise TypeError(f"{where} is a {type(value).__name__}, which the safe format cannot hold; use parameters "
+                        f"made of numbers, str, lists, tuples and dicts (e.g. no callback objects in net_kwargs), "
+                        f"or joblib for files you keep to yourself.")
+
+
+def _decode(value, arrays, where):
+    from ._keypoint_data import KeypointFrame
+
+    if isinstance(value, list):
+        return [_decode(v, arrays, where) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1 and "tuple" in value:
+        return tuple(_decode(v, arrays, where) for v in value["tuple"])
+    if len(value) == 1 and "dict" in value:
+        return {k: _decode(v, arrays, f"{where}[{k!r}]") for k, v in value["dict"].items()}
+    if len(value) == 1 and "array" in value:
+        if value["array"] not in arrays:
+            raise ValueError(f"{where} refers to array {value['array']!r}, which the file does not hold.")
+        return arrays[value["array"]]
+    if set(value) == {"str_array", "shape"}:
+        return np.array(value["str_array"], dtype=object).reshape(value["shape"])
+    if len(value) == 1 and "KeypointFrame" in value:
+        frame = KeypointFrame.__new__(KeypointFrame)
+        frame.__dict__.update({k: _decode(v, arrays, where) for k, v in value["KeypointFrame"].items()})
+        return frame
+    raise ValueError(f"{where} holds an unknown value {str(value)[:80]}.")
+
+
+def save(estimator, path):
+    """Write a skkp estimator (fitted or not) to ``path`` in the safe format.
+
+    Parameters
+    ----------
+    estimator : NoseKeypointRegressor, FaceParser or MaskEdgeKeypoints
+    path : str or path-like
+        The file to write (the ``.skkp`` suffix is usual, not required).
+
+    Returns
+    -------
+    path : pathlib.Path
+
+    Raises
+    ------
+    TypeError
+        For another class, or a parameter or attribute the format cannot hold
+        (e.g. callback objects in ``net_kwargs``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import skkp
+    >>> from skkp.datasets import make_noses
+    >>> X, y = make_noses(32, image_size=32, random_state=0)
+    >>> model = skkp.NoseKeypointRegressor(architecture="mlp", image_size=32, max_epochs=1,
+    ...                                    random_state=0, device="cpu").fit(X, y)
+    >>> path = skkp.save(model, os.path.join(tempfile.mkdtemp(), "nose.skkp"))
+    >>> again = skkp.load(path)
+    >>> bool(np.allclose(again.predict(X[:2]), model.predict(X[:2])))
+    True
+    """
+    name = type(estimator).__name__
+    if _CLASSES.get(name) is None or type(estimator).__module__ != f"skkp.{_CLASSES[name]}":
+        raise TypeError(f"estimator must be one of skkp's {sorted(_CLASSES)}, got {type(estimator).__name__}.")
+    encode = _Encoder()
+    params = {k: encode(v, f"parameter {k}") for k, v in estimator.get_params(deep=False).items()}
+    fitted = {k: encode(v, f"attribute {k}") for k, v in vars(estimator).items()
+              if k.endswith("_") and not k.startswith("_") and k not in _NOT_STATE}
+    document = {"format": _FORMAT, "format_version": FORMAT_VERSION, "skkp_version": __version__,
+                "class": name, "params": params, "fitted": fitted}
+    if hasattr(estimator, "net_"):
+        weights = estimator.net_.module_.state_dict()
+        document["weights"] = {}
+        for key, tensor in weights.items():
+            array_key = f"w{len(encode.arrays)}"
+            encode.arrays[array_key] = tensor.detach().cpu().numpy()
+            document["weights"][key] = array_key
+        document["history"] = json.loads(json.dumps(list(estimator.net_.history), default=_history_value))
+    buffer = io.BytesIO()
+    np.savez(buffer, **encode.arrays)
+    path = Path(path)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("skkp.json", json.dumps(document, indent=1), compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr("arrays.npz", buffer.getvalue(), compress_type=zipfile.ZIP_STORED)
+    return path
+
+
+def _history_value(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"history value {value!r} is not a number or str")
+
+
+def _read(path):
+    """(document, arrays) of a .skkp file, checked; ValueError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if names != {"skkp.json", "arrays.npz"}:
+                raise ValueError(f"{path} is not an skkp model file: it holds {sorted(names)[:5]}.")
+            document = json.loads(archive.read("skkp.json").decode("utf-8"))
+            raw = archive.read("arrays.npz")
+    except zipfile.BadZipFile:
+        raise ValueError(f"{path} is not an skkp model file (not a zip archive: truncated, or another "
+                         f"format such as a pickle).") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} has a damaged skkp.json: {exc}") from None
+    except (OSError, EOFError, zipfile.LargeZipFile) as exc:
+        raise ValueError(f"{path} cannot be read: {exc}") from None
+    if not isinstance(document, dict) or document.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not an skkp model file (no '{_FORMAT}' header).")
+    version = document.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{path} uses file format {version!r}; this skkp ({__version__}) reads format "
+                         f"{FORMAT_VERSION} and older: upgrade skkp to load it.")
+    if document.get("class") not in _CLASSES:
+        raise ValueError(f"{path} names the class {document.get('class')!r}; an skkp file may only hold one of "
+                         f"{sorted(_CLASSES)}.")
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} has damaged or unsafe arrays (objects are never unpickled): {exc}") from None
+    return document, arrays
+
+
+def load(path, device="auto"):
+    """Read an estimator written by :func:`save`; nothing in the file is executed.
+
+    Parameters
+    ----------
+    path : str or path-like
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Where the network goes: "auto" is CUDA when available, else the CPU (a model
+        saved on a GPU loads on a CPU-only machine).
+
+    Returns
+    -------
+    estimator
+        Of the class the file names, with its parameters and fitted state;
+        ``predict`` gives the same answers as the saved estimator.
+
+    Raises
+    ------
+    ValueError
+        For a file that is not an skkp model (a pickle renamed, a truncated file),
+        names a class outside skkp, has weights that do not fit its network, or uses
+        a newer format version.
+    """
+    import importlib
+    import warnings
+
+    document, arrays = _read(path)
+    name = document["class"]
+    cls = getattr(importlib.import_module(f"skkp.{_CLASSES[name]}"), name)
+    estimator = cls(**{k: _decode(v, arrays, f"parameter {k}") for k, v in document.get("params", {}).items()})
+    for key, value in document.get("fitted", {}).items():
+        if not (isinstance(key, str) and key.endswith("_") and key.isidentifier() and not key.startswith("_")):
+            raise ValueError(f"{path} has an invalid attribute name {key!r}.")
+        setattr(estimator, key, _decode(value, arrays, f"attribute {key}"))
+    saved = document.get("skkp_version")
+    if saved != __version__:
+        warnings.warn(f"{path} was saved with skkp {saved} and is loaded with skkp {__version__}; results may "
+                      f"differ.", UserWarning, stacklevel=2)
+    if "weights" in document:
+        _restore_net(estimator, document, arrays, path, device)
+    return estimator
+
+
+def _restore_net(estimator, document, arrays, path, device):
+    import torch
+    from skorch.history import History
+
+    from ._training import isolated_rng, prepare_for_pickle, resolve_device
+
+    device = resolve_device(device)
+    with isolated_rng(device):  # building the network draws from torch's generator: leave the caller's alone
+        net = estimator._unfitted_net(device).initialize()
+    try:
+        state = {key: torch.from_numpy(np.asarray(arrays[array_key])) for key, array_key in document["weights"].items()}
+        net.module_.load_state_dict(state, strict=True)
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"{path} holds weights that do not fit the {document['class']} network it describes: "
+                         f"{str(exc)[:300]}") from None
+    if hasattr(estimator, "_set_l2_groups"):
+        estimator._set_l2_groups(net)
+    net.history = History(document.get("history") or [])
+    estimator.net_ = prepare_for_pickle(net)
+    estimator.device_ = str(net.device)
