@@ -207,14 +207,35 @@ def readme_summary():
     return out
 
 
-def write_readme():
-    text = README.read_text()
+def pretrained_scores():
+    """The held-out table of docs/pretrained.md."""
+    split, kp = _load("pretrained_split"), _load("ytf68_keypoints")
+    rows = ["| model | trained on | points scored | MAE (px) | NME | nose MAE (px) | nose NME | run |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, r in ((split or {}).get("models") or {}).items():
+        rows.append(f"| `{name}` recipe | 250 people | all 68 | {r['mae_px']:.2f} | {100 * r['nme']:.1f}% | "
+                    f"{r['nose_mae_px']:.2f} | {100 * r['nose_nme']:.1f}% | `pretrained_split` |")
+    if kp and "defaults" in kp:
+        d = kp["defaults"]
+        rows.append(f"| `ibug68_nose` recipe | {kp['setup']['people_train_test'][0]} people | nose 27-35 | "
+                    f"{d['mae_px']:.2f} | {100 * d['nme']:.1f}% | {d['mae_px']:.2f} | {100 * d['nme']:.1f}% | "
+                    f"`ytf68_keypoints` |")
+    return rows
+
+
+def _write_block(path, lines):
+    text = path.read_text()
     if README_START not in text or README_END not in text:
-        raise SystemExit(f"README.md lacks the markers {README_START!r} ... {README_END!r}")
+        raise SystemExit(f"{path.name} lacks the markers {README_START!r} ... {README_END!r}")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    README.write_text(head + README_START + "\n" + "\n".join(readme_summary()) + "\n" + README_END + tail)
-    print(f"wrote {README}")
+    path.write_text(head + README_START + "\n" + "\n".join(lines) + "\n" + README_END + tail)
+    print(f"wrote {path}")
+
+
+def write_readme():
+    _write_block(README, readme_summary())
+    _write_block(HERE.parent / "docs" / "pretrained.md", pretrained_scores())
 
 
 def main():

@@ -49,7 +49,9 @@ def _check_writable(path, what):
 def _cmd_demo(args):
     from . import demo
 
-    if args.parser:
+    if args.pretrained:
+        demo.pretrained_demo(args.out)
+    elif args.parser:
         demo.parser_demo(args.out, random_state=args.seed, verbose=int(not args.quiet))
     else:
         kwargs = dict(n_train=200, n_test=50, image_size=48, max_epochs=2) if args.quick else {}
@@ -242,6 +244,8 @@ def build_parser():
                                    "a small face parser on synthetic faces instead.")
     d.add_argument("--out", default="skkp-demo", help="output folder (default: skkp-demo)")
     d.add_argument("--parser", action="store_true", help="run the face-parsing demo instead")
+    d.add_argument("--pretrained", action="store_true",
+                   help="no training: 68 points from the shipped face model on a real photo, in seconds")
     d.add_argument("--quick", action="store_true", help="a few seconds of training, to check the install")
     d.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     d.add_argument("--quiet", action="store_true", help="no per-epoch log")

@@ -62,3 +62,6 @@ def test_readme_figures_are_generated_from_the_committed_results():
     block = readme.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
     assert block.strip().splitlines() == make_report.readme_summary(), \
         "README's results differ from benchmarks/results: run python benchmarks/make_report.py"
+    card = (BENCH.parent / "docs" / "pretrained.md").read_text()
+    block = card.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
+    assert block.strip().splitlines() == make_report.pretrained_scores()
