@@ -85,19 +85,26 @@ class KeypointFrame:
 
     def fit(self, checked, targets):
         """Record the input statistics (and, for features, the target scaling) of fit."""
-        self.kind = checked.kind
+        self._fit_resized(self._resized(checked), checked.kind, targets)
+        return self
+
+    def fit_inputs(self, checked, targets):
+        """:meth:`fit`, then the network inputs of the same images, resizing them once."""
+        resized = self._resized(checked)
+        self._fit_resized(resized, checked.kind, targets)
+        return self._standardise(resized)
+
+    def _fit_resized(self, data, kind, targets):
+        self.kind = kind
         if self.kind == "image":
-            data = self._resized(checked)
             self.x_mean, self.x_std = np.float32(data.mean()), np.float32(data.std() or 1.0)
             self.y_offset = self.y_scale = None
         else:
-            data = checked.data
             self.x_mean = data.mean(axis=0)
             std = data.std(axis=0)
             self.x_std = np.where(std > 0, std, 1.0).astype(np.float32)
             mean_y, std_y = np.nan_to_num(np.nanmean(targets, axis=0)), np.nan_to_num(np.nanstd(targets, axis=0))
             self.y_offset, self.y_scale = mean_y, np.where(std_y > 0, std_y, 1.0)
-        return self
 
     def _resized(self, checked):
         if checked.kind != "image":
@@ -106,7 +113,10 @@ class KeypointFrame:
 
     def inputs(self, checked):
         """Network inputs (float32) for checked images or features."""
-        return ((self._resized(checked) - self.x_mean) / self.x_std).astype(np.float32)
+        return self._standardise(self._resized(checked))
+
+    def _standardise(self, data):
+        return ((data - self.x_mean) / self.x_std).astype(np.float32)
 
     def targets(self, targets, checked):
         """(n, 2K) pixel coordinates of ``checked``'s images (or plain targets) -> network units."""

@@ -183,6 +183,11 @@ def train(net, dataset):
     return interrupted
 
 
+def epochs_done(history):
+    """Epochs that finished training (an interrupted last epoch has no ``train_loss``)."""
+    return sum("train_loss" in row for row in history)
+
+
 def check_finite_output(out, what, n_images):
     """Raise ``ValueError`` when a network output (a tensor or an array) holds NaN or
     infinity: a diverged or broken model must not return silent garbage."""
@@ -199,7 +204,8 @@ def initialize_net(net_class, params, device, seed, setup=None, attempts=5):
     The lock keeps other skkp fits out, but any code in another thread may draw from
     torch's global generator meanwhile. So the net is built twice and kept only when
     both builds agree (same weights, same generator state afterwards); otherwise it
-    is built again, up to ``attempts`` times.
+    is built again, up to ``attempts`` times. ``setup`` (which must not draw random
+    numbers, e.g. loading weights from a file) runs once, on the net that is kept.
     """
     with _INIT_LOCK:
         for _ in range(attempts):
@@ -207,15 +213,14 @@ def initialize_net(net_class, params, device, seed, setup=None, attempts=5):
             for _ in range(2):
                 with isolated_rng(device):
                     torch.manual_seed(seed)
-                    net = net_class(**params).initialize()
-                    if setup is not None:
-                        setup(net)
-                    builds.append((net, torch.get_rng_state()))
+                    builds.append((net_class(**params).initialize(), torch.get_rng_state()))
             (net, state), (other, other_state) = builds
             same = torch.equal(state, other_state) and all(
                 torch.equal(a, b) for a, b in zip(net.module_.state_dict().values(),
                                                   other.module_.state_dict().values()))
             if same:
+                if setup is not None:
+                    setup(net)
                 return net
     raise RuntimeError(f"Could not initialise the network reproducibly in {attempts} attempts: another thread "
                        f"kept drawing from torch's global random generator.")
@@ -299,9 +304,8 @@ class NeuralEstimatorMixin:
         self.device_ = str(device)
         self.fit_interrupted_ = interrupted
         if interrupted:
-            done = sum(1 for row in net.history if "train_loss" in row)
-            warnings.warn(f"{type(self).__name__}.fit was interrupted (KeyboardInterrupt) after {done} of "
-                          f"{net.max_epochs} epochs; the model keeps the weights it had then (fit_interrupted_ "
+            warnings.warn(f"{type(self).__name__}.fit was interrupted (KeyboardInterrupt) after "
+                          f"{epochs_done(net.history)} of {net.max_epochs} epochs; the model keeps the weights it had then (fit_interrupted_ "
                           f"is True). Refit to train it fully.", UserWarning, stacklevel=3)
         return self
 

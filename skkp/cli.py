@@ -110,8 +110,9 @@ def _cmd_train(args):
                                   verbose=int(not args.quiet))
     model.fit(X, y, groups=groups)
     if model.fit_interrupted_ and not args.save_partial:
-        done = sum("train_loss" in row for row in model.history_)
-        print(f"skkp train: interrupted after {done} epoch(s); {args.model} was not written "
+        from ._training import epochs_done
+
+        print(f"skkp train: interrupted after {epochs_done(model.history_)} epoch(s); {args.model} was not written "
               f"(pass --save-partial to keep a partly trained model).", file=sys.stderr)
         return 130
     joblib.dump(model, args.model)

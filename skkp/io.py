@@ -138,12 +138,13 @@ def save(estimator, path):
             array_key = f"w{len(encode.arrays)}"
             encode.arrays[array_key] = tensor.detach().cpu().numpy()
             document["weights"][key] = array_key
-        document["history"] = json.loads(json.dumps(list(estimator.net_.history), default=_history_value))
+        document["history"] = list(estimator.net_.history)  # numbers and str; numpy scalars via _history_value
     buffer = io.BytesIO()
     np.savez(buffer, **encode.arrays)
     path = Path(path)
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("skkp.json", json.dumps(document, indent=1), compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr("skkp.json", json.dumps(document, indent=1, default=_history_value),
+                         compress_type=zipfile.ZIP_DEFLATED)
         archive.writestr("arrays.npz", buffer.getvalue(), compress_type=zipfile.ZIP_STORED)
     return path
 
@@ -241,15 +242,13 @@ def _restore_net(estimator, document, arrays, path, device):
 
     device = resolve_device(device)
     with isolated_rng(device):  # building the network draws from torch's generator: leave the caller's alone
-        net = estimator._unfitted_net(device).initialize()
+        net = estimator._unfitted_net(device)
     try:
         state = {key: torch.from_numpy(np.asarray(arrays[array_key])) for key, array_key in document["weights"].items()}
         net.module_.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError, TypeError) as exc:
         raise ValueError(f"{path} holds weights that do not fit the {document['class']} network it describes: "
                          f"{str(exc)[:300]}") from None
-    if hasattr(estimator, "_set_l2_groups"):
-        estimator._set_l2_groups(net)
     net.history = History(document.get("history") or [])
     estimator.net_ = prepare_for_pickle(net)
     estimator.device_ = str(net.device)

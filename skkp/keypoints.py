@@ -280,9 +280,9 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         self.keypoint_names_ = names
         self.flip_pairs_ = pairs
 
-        self.frame_ = KeypointFrame(self.image_size).fit(checked, targets)
+        self.frame_ = KeypointFrame(self.image_size)
         keep = ~unlabelled
-        inputs = self.frame_.inputs(checked)[keep]
+        inputs = self.frame_.fit_inputs(checked, targets)[keep]
         net_targets = self.frame_.targets(targets, checked)[keep]
 
         seed, rng = draw_seed(self.random_state)
@@ -294,7 +294,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         self.mean_predictor_valid_mae_px_ = self._mean_predictor_mae(net_targets, train_idx, valid_idx)
         train_ds = KeypointDataset(inputs[train_idx], net_targets[train_idx], augment, pairs, seed)
         valid_ds = KeypointDataset(inputs[valid_idx], net_targets[valid_idx]) if len(valid_idx) else None
-        params = self._net_params(int(np.prod(inputs.shape[1:])), len(train_ds), valid_ds, device, seed)
+        params = self._net_params(len(train_ds), valid_ds, device, seed)
         return self._fit_net(NeuralNetRegressor, params, train_ds, device, seed, setup=self._set_l2_groups)
 
     def _mean_predictor_mae(self, net_targets, train_idx, valid_idx):
@@ -308,7 +308,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         err = np.abs(net_targets[valid_idx] - mean) * self.frame_.px_per_unit(self.n_outputs_)
         return float(np.nanmean(err)) if np.isfinite(err).any() else None
 
-    def _net_params(self, n_features, n_train, valid_ds, device, seed):
+    def _net_params(self, n_train, valid_ds, device, seed):
         kwargs = dict(self.net_kwargs or {})
         module_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("module__")}
         module_kwargs.setdefault("module__channels_last", self.architecture in CHANNELS_LAST_ARCHITECTURES)
@@ -328,7 +328,8 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             module__architecture=self.architecture,
             module__n_outputs=self.n_outputs_,
             module__image_size=self.image_size,
-            module__n_features=n_features,
+            # values per network input: the resized image, or the feature vector (the MLP's input size)
+            module__n_features=self.image_size ** 2 if self.input_kind_ == "image" else self.n_features_in_,
             **module_kwargs,
             criterion=MaskedKeypointLoss,
             criterion__kind=self.loss,
@@ -352,9 +353,11 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         return params
 
     def _unfitted_net(self, device):
-        """A net of the fitted shape, for :func:`skkp.load` to fill with saved weights."""
-        n_features = self.image_size ** 2 if self.input_kind_ == "image" else self.n_features_in_
-        return NeuralNetRegressor(**self._net_params(n_features, 0, None, device, 0))
+        """An initialised net of the fitted shape (optimiser groups included), for :func:`skkp.load`
+        to fill with saved weights."""
+        net = NeuralNetRegressor(**self._net_params(0, None, device, 0)).initialize()
+        self._set_l2_groups(net)
+        return net
 
     def _set_l2_groups(self, net):
         """The network's per-layer L2 penalties as Adam weight decay (coefficient c on ||w||^2

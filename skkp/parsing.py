@@ -319,7 +319,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     def _unfitted_net(self, device):
         """An initialised net of the fitted shape, for :func:`skkp.load` to fill with saved weights."""
         params = self._net_params(self.class_names_, int(self.batch_size), False, WarmupPolyLR(1, 0), None, device, 0)
-        return NeuralNet(**params)
+        return NeuralNet(**params).initialize()
 
     # ------------------------------------------------------------------ inference
     def _network_logits(self, X):

@@ -294,10 +294,7 @@ def plot_history(history, path=None, title=None):
     >>> [ax.get_ylabel() for ax in fig.axes]
     ['loss']
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
+    try:  # a bare Figure (no pyplot): it draws off screen and leaves the user's backend alone
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError('plot_history needs matplotlib: pip install "skkp[plot]"') from None
