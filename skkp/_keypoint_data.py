@@ -4,6 +4,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from ._frames import from_unit, rescale_points, to_unit  # noqa: F401  (re-exported: the names stay here)
 from .augment import random_affine, resize_stack, swap_pairs, warp_image, warp_points
 
 
@@ -40,22 +41,8 @@ def augment_config(augment):
 
 
 # ----------------------------------------------------------------------------- coordinate frames
-def to_unit(points, size):
-    """Pixel coordinates of a ``size`` x ``size`` image -> [-1, 1] (pixel edges at +-1)."""
-    return (points + 0.5) * (2.0 / size) - 1.0
-
-
-def from_unit(units, size):
-    return (units + 1.0) * (size / 2.0) - 0.5
-
-
-def rescale_points(y, shape_from, shape_to):
-    """Map (n, 2K) pixel coordinates between image frames of (H, W) shapes."""
-    out = np.array(y, dtype=np.float64, copy=True)
-    (h0, w0), (h1, w1) = shape_from, shape_to
-    out[:, 0::2] = (out[:, 0::2] + 0.5) * (w1 / w0) - 0.5
-    out[:, 1::2] = (out[:, 1::2] + 0.5) * (h1 / h0) - 0.5
-    return out
+# to_unit, from_unit and rescale_points live in the torch-free ._frames (the ONNX predictor uses
+# them too) and are imported above under the same names.
 
 
 class KeypointFrame:
@@ -88,10 +75,17 @@ class KeypointFrame:
         self._fit_resized(self._resized(checked), checked.kind, targets)
         return self
 
-    def fit_inputs(self, checked, targets):
-        """:meth:`fit`, then the network inputs of the same images, resizing them once."""
+    def fit_inputs(self, checked, targets, reference=None):
+        """:meth:`fit`, then the network inputs of the same images, resizing them once.
+
+        With a ``reference`` frame (of the network being fine-tuned), its input
+        statistics are kept (and its target scaling, where it has one) instead."""
         resized = self._resized(checked)
         self._fit_resized(resized, checked.kind, targets)
+        if reference is not None:
+            self.x_mean, self.x_std = reference.x_mean, reference.x_std
+            if reference.y_scale is not None:
+                self.y_offset, self.y_scale = reference.y_offset, reference.y_scale
         return self._standardise(resized)
 
     def _fit_resized(self, data, kind, targets):

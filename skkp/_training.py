@@ -170,13 +170,14 @@ class FiniteLoss(Callback):
                              f"network diverged. Lower lr (now {net.lr}) or check the inputs and targets.")
 
 
-def train(net, dataset):
-    """``net.partial_fit(dataset)`` without skorch's silent catch of Ctrl-C: returns True when
-    training was interrupted (KeyboardInterrupt), with the callbacks' end-of-training hooks run."""
+def train(net, dataset, epochs=None):
+    """``net.partial_fit(dataset, epochs=epochs)`` without skorch's silent catch of Ctrl-C:
+    returns True when training was interrupted (KeyboardInterrupt), with the callbacks'
+    end-of-training hooks run. ``epochs=None`` trains ``net.max_epochs`` epochs."""
     net.notify("on_train_begin", X=dataset, y=None)
     interrupted = False
     try:
-        net.fit_loop(dataset, y=None, _routing_method="partial_fit")
+        net.fit_loop(dataset, y=None, epochs=epochs, _routing_method="partial_fit")
     except KeyboardInterrupt:
         interrupted = True
     net.notify("on_train_end", X=dataset, y=None)
@@ -282,10 +283,27 @@ def prepare_for_pickle(net):
     return net
 
 
+#: Callbacks that plan a whole ``fit`` (a schedule over ``max_epochs``, early stopping):
+#: ``partial_fit`` trains without them.
+PLANNED_CALLBACKS = ("lr_schedule", "early_stopping")
+
+
+def make_incremental(net):
+    """Remove the :data:`PLANNED_CALLBACKS` from a skorch ``net``, in place: ``partial_fit``
+    trains one epoch at a time at the constant learning rate ``net.lr``."""
+    names = [name for name, _ in net.callbacks_]
+    if any(name in PLANNED_CALLBACKS for name in names):
+        net.callbacks = [cb for cb in net.callbacks if not (isinstance(cb, tuple) and cb[0] in PLANNED_CALLBACKS)]
+        net.initialize_callbacks()
+    return net
+
+
 class NeuralEstimatorMixin:
     """What every skkp estimator that trains a skorch net shares (see the module doc).
 
-    Subclasses build their skorch parameters and datasets, then call :meth:`_fit_net`.
+    Subclasses build their skorch parameters and datasets, then call :meth:`_fit_net`
+    (a new network, or one started from given weights through ``setup``) or
+    :meth:`_continue_net` (one more epoch of the fitted network, for ``partial_fit``).
     """
 
     def _fit_net(self, net_class, params, train_ds, device, seed, setup=None):
@@ -307,6 +325,24 @@ class NeuralEstimatorMixin:
             warnings.warn(f"{type(self).__name__}.fit was interrupted (KeyboardInterrupt) after "
                           f"{epochs_done(net.history)} of {net.max_epochs} epochs; the model keeps the weights it had then (fit_interrupted_ "
                           f"is True). Refit to train it fully.", UserWarning, stacklevel=3)
+        return self
+
+    def _continue_net(self, train_ds, seed):
+        """One more epoch of ``self.net_`` on ``train_ds`` (``partial_fit``): constant learning
+        rate, optimiser state kept, private generators seeded by ``seed``."""
+        net = make_incremental(self.net_)
+        n, batch_size = len(train_ds), int(net.batch_size)
+        # plain attributes: skorch reads iterator_train__* from them when it builds the loader
+        net.iterator_train__drop_last = drop_last_for_batchnorm(n, batch_size)
+        for key, generator in loader_generators(seed).items():
+            setattr(net, key, generator)
+        give_private_generators(net, seed)
+        interrupted = train(net, train_ds, epochs=1)
+        self.net_ = prepare_for_pickle(net)
+        self.fit_interrupted_ = interrupted
+        if interrupted:
+            warnings.warn(f"{type(self).__name__}.partial_fit was interrupted (KeyboardInterrupt); the model keeps "
+                          f"the weights it had then (fit_interrupted_ is True).", UserWarning, stacklevel=3)
         return self
 
     @property

@@ -94,8 +94,6 @@ def _load_training_data(args):
 
 
 def _cmd_train(args):
-    import joblib
-
     from .keypoints import NoseKeypointRegressor
 
     if args.points:
@@ -106,8 +104,10 @@ def _cmd_train(args):
     options = {name: value for name, value in (("architecture", args.architecture), ("image_size", args.image_size),
                                                ("max_epochs", args.epochs), ("batch_size", args.batch_size),
                                                ("lr", args.lr)) if value is not None}
+    if args.init:
+        print(f"Starting from {args.init} (fine-tuning).")
     model = NoseKeypointRegressor(**options, schema=schema, device=args.device, random_state=args.seed,
-                                  verbose=int(not args.quiet))
+                                  verbose=int(not args.quiet), init=args.init)
     model.fit(X, y, groups=groups)
     if model.fit_interrupted_ and not args.save_partial:
         from ._training import epochs_done
@@ -115,7 +115,7 @@ def _cmd_train(args):
         print(f"skkp train: interrupted after {epochs_done(model.history_)} epoch(s); {args.model} was not written "
               f"(pass --save-partial to keep a partly trained model).", file=sys.stderr)
         return 130
-    joblib.dump(model, args.model)
+    _save_model(model, args.model)
     print(f"Saved the model to {args.model}.")
     print(_baseline_line(model))
     curves = Path(args.model).with_name(Path(args.model).stem + "_history.png")
@@ -153,18 +153,45 @@ def _read_image(path, gray=True):
         raise CLIError(str(exc)) from None
 
 
+#: Model-file suffixes written with joblib (pickle: only for files you trust); any other in skkp's safe format.
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+
+def _save_model(model, path):
+    """``skkp.save`` (the safe format), or joblib for a .joblib/.pkl file name."""
+    if Path(path).suffix.lower() in PICKLE_SUFFIXES:
+        import joblib
+
+        joblib.dump(model, path)
+    else:
+        from .io import save
+
+        save(model, path)
+
+
 def _load_keypoint_model(path):
-    """A fitted NoseKeypointRegressor from a joblib file, or a CLIError naming the file."""
-    import joblib
+    """A fitted NoseKeypointRegressor from a shipped model's name, a file in skkp's safe format, or a
+    joblib file; or a CLIError naming the file."""
+    import zipfile
 
     from .keypoints import NoseKeypointRegressor
+    from .pretrained import list_models, load_model
 
+    if path in list_models() and not Path(path).exists():
+        return load_model(path)
     if not Path(path).is_file():
-        raise CLIError(f"model file {path} not found")
+        raise CLIError(f"model file {path} not found (nor is it a shipped model: {', '.join(list_models())})")
     try:
-        model = joblib.load(path)
+        if zipfile.is_zipfile(path):
+            from .io import load
+
+            model = load(path)
+        else:
+            import joblib
+
+            model = joblib.load(path)
     except Exception as exc:  # a CSV, an empty or truncated file, a pickle of something else
-        raise CLIError(f"{path} is not a model saved by skkp train / joblib.dump "
+        raise CLIError(f"{path} is not a model saved by skkp train, skkp.save or joblib.dump "
                        f"({type(exc).__name__}: {exc})") from None
     if not isinstance(model, NoseKeypointRegressor) or not hasattr(model, "net_"):
         raise CLIError(f"{path} holds a {type(model).__name__}, not a fitted NoseKeypointRegressor")
@@ -241,7 +268,7 @@ def build_parser():
                        description="Train a keypoint model on synthetic frontal noses (about a minute on a "
                                    "free 2-core machine), print held-out MAE of the model and of the mean "
                                    "predictor, "
-                                   "save the model (joblib) and a PNG of predictions. With --parser, train "
+                                   "save the model (skkp's safe format) and a PNG of predictions. With --parser, train "
                                    "a small face parser on synthetic faces instead.")
     d.add_argument("--out", default="skkp-demo", help="output folder (default: skkp-demo)")
     d.add_argument("--parser", action="store_true", help="run the face-parsing demo instead")
@@ -253,7 +280,8 @@ def build_parser():
     d.set_defaults(func=_cmd_demo)
 
     t = sub.add_parser("train", help="train a keypoint model on an image folder + landmark CSV, or a Kaggle CSV",
-                       description="Train a NoseKeypointRegressor and save it with joblib. Images of "
+                       description="Train a NoseKeypointRegressor (from scratch, or fine-tuned from --init) and "
+                                   "save it in skkp's safe format (joblib for a .joblib name). Images of "
                                    "different sizes (or --crop) are cropped square around their landmarks. "
                                    "Network options default to the estimator's own defaults.",
                        formatter_class=_DefaultsFormatter)
@@ -264,7 +292,10 @@ def build_parser():
     t.add_argument("--crop", action="store_true", help="crop faces around their landmarks first")
     defaults = _estimator_defaults()
     t.add_argument("--margin", type=float, default=0.25, help="crop margin, a fraction of the face size")
-    t.add_argument("--model", default="model.joblib", help="where to save the model")
+    t.add_argument("--model", default="model.skkp",
+                   help="where to save the model: skkp's safe format, or joblib for a .joblib/.pkl name")
+    t.add_argument("--init", default=None,
+                   help="fine-tune: start from a shipped model (ibug68_face, ibug68_nose) or a saved model file")
     t.add_argument("--architecture", choices=defaults["architectures"], default=defaults["architecture"],
                    help="network; the default is the estimator's")
     t.add_argument("--image-size", type=int, default=defaults["image_size"], help="network input size")
@@ -283,7 +314,8 @@ def build_parser():
     r = sub.add_parser("predict", help="predict keypoints for a folder of images, writing a CSV",
                        description="Predict keypoints with a saved model for every image of a folder; "
                                    "images should be framed like the training images (e.g. face crops).")
-    r.add_argument("--model", required=True, help="model saved by `skkp train` or joblib.dump")
+    r.add_argument("--model", required=True,
+                   help="model saved by `skkp train`, skkp.save or joblib.dump, or a shipped model's name")
     r.add_argument("--images", required=True, help="folder of images")
     r.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv)")
     r.add_argument("--overlay-dir", help="also write PNGs with the points drawn into this folder")

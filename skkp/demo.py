@@ -3,8 +3,9 @@ import time
 from pathlib import Path
 
 import cv2
-import joblib
 import numpy as np
+
+from .io import save
 
 
 def prediction_sheet(images, y_pred, y_true, title="", ncols=6, tile=144):
@@ -54,13 +55,13 @@ def keypoint_demo(out_dir="skkp-demo", n_train=1500, n_test=300, image_size=96, 
     """Train a :class:`~skkp.NoseKeypointRegressor` on synthetic frontal noses.
 
     Prints the held-out MAE in pixels of the model and of the per-coordinate
-    mean predictor, saves the fitted model with joblib and a PNG of
+    mean predictor, saves the fitted model (:func:`skkp.save`) and a PNG of
     predictions (green) and truth (red) drawn on held-out images.
 
     Parameters
     ----------
     out_dir : str or Path
-        Where ``nose_model.joblib`` and ``nose_predictions.png`` are written.
+        Where ``nose_model.skkp`` and ``nose_predictions.png`` are written.
     n_train, n_test : int
         Numbers of synthetic training and held-out images.
     image_size : int
@@ -107,8 +108,8 @@ def keypoint_demo(out_dir="skkp-demo", n_train=1500, n_test=300, image_size=96, 
     baseline = mean_absolute_error_px(y_test, np.broadcast_to(y_train.mean(axis=0), y_test.shape))
     print_fn(f"Held-out MAE: model {mae:.2f} px, mean predictor {baseline:.2f} px "
              f"({versus_baseline(mae, baseline)}), trained in {fit_seconds:.0f} s.")
-    model_path = out / "nose_model.joblib"
-    joblib.dump(model, model_path)
+    model_path = out / "nose_model.skkp"
+    save(model, model_path)
     png_path = out / "nose_predictions.png"
     save_png(png_path, prediction_sheet(X_test[:12], y_pred[:12], y_test[:12],
                                         title=f"held-out MAE {mae:.2f} px (mean predictor {baseline:.2f} px)"))
@@ -123,13 +124,13 @@ def parser_demo(out_dir="skkp-demo", n_train=384, n_test=64, image_size=64, max_
 
     Prints held-out mean IoU, mean F1 (without background) and pixel accuracy
     of the model and of a per-pixel majority ("mean shape") baseline, saves the
-    fitted model with joblib and a PNG whose rows show image, true labels and
+    fitted model (:func:`skkp.save`) and a PNG whose rows show image, true labels and
     predicted labels of held-out faces side by side.
 
     Parameters
     ----------
     out_dir : str or Path
-        Where ``parser_model.joblib`` and ``parser_predictions.png`` are written.
+        Where ``parser_model.skkp`` and ``parser_predictions.png`` are written.
     n_train, n_test : int
         Numbers of synthetic training and held-out faces.
     image_size : int
@@ -181,8 +182,8 @@ def parser_demo(out_dir="skkp-demo", n_train=384, n_test=64, image_size=64, max_
     print_fn(f"Held-out: mean IoU {report['mean_iou']:.3f} (majority-label baseline "
              f"{baseline['mean_iou']:.3f}), mean F1 without background {report['mean_f1']:.3f}, "
              f"pixel accuracy {report['pixel_accuracy']:.3f}; trained in {fit_seconds:.0f} s.")
-    model_path = out / "parser_model.joblib"
-    joblib.dump(model, model_path)
+    model_path = out / "parser_model.skkp"
+    save(model, model_path)
     rows = []
     for i in range(min(6, n_test)):
         rows += [X_test[i], colorize_labels(y_test[i]), colorize_labels(y_pred[i])]

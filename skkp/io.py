@@ -14,6 +14,7 @@ the file they read: use them only for files you trust.
 """
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -126,7 +127,13 @@ def save(estimator, path):
     if _CLASSES.get(name) is None or type(estimator).__module__ != f"skkp.{_CLASSES[name]}":
         raise TypeError(f"estimator must be one of skkp's {sorted(_CLASSES)}, got {type(estimator).__name__}.")
     encode = _Encoder()
-    params = {k: encode(v, f"parameter {k}") for k, v in estimator.get_params(deep=False).items()}
+    params = estimator.get_params(deep=False)
+    if hasattr(params.get("init"), "get_params"):
+        warnings.warn("init is an estimator object, which the safe format does not hold: the file says init=None "
+                      "(the fitted weights are saved; started_from_ records where they started). Pass init as a "
+                      "saved file's path or a shipped model's name to keep it.", UserWarning, stacklevel=2)
+        params["init"] = None
+    params = {k: encode(v, f"parameter {k}") for k, v in params.items()}
     fitted = {k: encode(v, f"attribute {k}") for k, v in vars(estimator).items()
               if k.endswith("_") and not k.startswith("_") and k not in _NOT_STATE}
     document = {"format": _FORMAT, "format_version": FORMAT_VERSION, "skkp_version": __version__,

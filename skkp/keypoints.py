@@ -1,6 +1,8 @@
 """NoseKeypointRegressor: a scikit-learn estimator that regresses keypoints from images."""
 import numbers
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,10 +16,11 @@ from skorch.helper import predefined_split
 from ._keypoint_data import AUGMENT_DEFAULTS  # noqa: F401  (public: the augment=True ranges)
 from ._keypoint_data import KeypointDataset, KeypointFrame, PixelMAE, augment_config, names_from_columns
 from ._training import (EpochSetter, NeuralEstimatorMixin, check_finite_output, draw_seed, drop_last_for_batchnorm,
-                        loader_generators, log_options, merge_callbacks, resolve_device, validation_split)
+                        epochs_done, loader_generators, log_options, merge_callbacks, resolve_device,
+                        validation_split)
 from ._validation import check_groups, check_images, check_keypoint_targets
 from .losses import MaskedKeypointLoss
-from .nets import ARCHITECTURES, build_keypoint_net
+from .nets import ARCHITECTURES, build_keypoint_net, transfer_weights
 from .schemas import get_schema, infer_flip_pairs
 
 #: Architectures that train faster in the ``channels_last`` memory format on CPU
@@ -90,6 +93,22 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
     net_kwargs : dict or None, default=None
         Extra keyword arguments for ``skorch.NeuralNetRegressor`` (callbacks,
         ``optimizer__*``, ``module__*`` for the network's constructor, ...).
+    init : str, path-like, NoseKeypointRegressor or None, default=None
+        Weights the network starts from (fine-tuning): None for a random start,
+        the name of a shipped model (:func:`skkp.pretrained.list_models`), the
+        path of a model saved by :func:`skkp.save`, or a fitted estimator (read,
+        never changed). Its architecture, ``image_size`` and network options must
+        match; when it predicts another number of keypoints, the output layer is
+        new and the rest is kept. Its input statistics are kept too, so the
+        network sees inputs standardised as in its own training. The defaults
+        suit fine-tuning as they are (docs/finetune.md measures them).
+        scikit-learn's ``clone`` (``GridSearchCV``, ``cross_val_score``) unfits
+        an estimator passed here: pass a name or a path in searches.
+    warm_start : bool, default=False
+        When True and the model is fitted, ``fit`` starts from its current
+        weights (a new optimiser and schedule), as in scikit-learn's
+        ``MLPRegressor``; the architecture, ``image_size`` and number of outputs
+        must not change. Takes precedence over ``init``.
 
     Attributes
     ----------
@@ -117,6 +136,11 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         ``valid_mae_px`` of the mean predictor (the mean training target for every
         validation image): the baseline the model's ``valid_mae_px`` must beat.
     device_ : str
+    started_from_ : str
+        Where the weights of the last ``fit`` started: ``"random"``,
+        ``"warm_start"``, the shipped model's name, the file path, or
+        ``"estimator"``; with ``" (new output layer)"`` when the output layer
+        was new.
 
     Notes
     -----
@@ -155,12 +179,15 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "net_kwargs": [dict, None],
+        "init": [str, os.PathLike, BaseEstimator, None],
+        "warm_start": ["boolean"],
     }
 
     def __init__(self, architecture="heatmap", image_size=96, max_epochs=60, batch_size=64, lr=2e-3,
                  weight_decay=0.0, loss="l1", lr_schedule="cosine", validation_fraction=0.1,
                  early_stopping=None, augment=True, schema=None, keypoint_names=None, flip_pairs=None,
-                 num_workers=0, device="auto", random_state=None, verbose=0, net_kwargs=None):
+                 num_workers=0, device="auto", random_state=None, verbose=0, net_kwargs=None, init=None,
+                 warm_start=False):
         self.architecture = architecture
         self.image_size = image_size
         self.max_epochs = max_epochs
@@ -180,6 +207,8 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         self.random_state = random_state
         self.verbose = verbose
         self.net_kwargs = net_kwargs
+        self.init = init
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ input handling
     def _check_X(self, X, fitting):
@@ -250,6 +279,69 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         -------
         self
         """
+        return self._fit(X, y, groups, incremental=False)
+
+    def partial_fit(self, X, y):
+        """Train one more epoch on ``X, y`` (constant learning rate ``lr``, no validation split).
+
+        The first call (on an unfitted model) fixes what ``fit`` would: the input
+        normalisation, the keypoint layout and names, and the network (started
+        from ``init`` when given). Later calls continue from the current weights
+        and optimiser state and need the same kind of input (channels, or
+        features) and the same number of keypoints. A model fitted by ``fit``
+        continues the same way.
+
+        Parameters
+        ----------
+        X, y : as in :meth:`fit`
+            At least two labelled samples per call.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> from skkp.datasets import make_noses
+        >>> X, y = make_noses(32, image_size=32, random_state=0)
+        >>> model = NoseKeypointRegressor(architecture="cnn", image_size=32, random_state=0)
+        >>> for start in (0, 16):
+        ...     model = model.partial_fit(X[start:start + 16], y[start:start + 16])
+        >>> len(model.history_)
+        2
+        """
+        if not hasattr(self, "net_"):
+            return self._fit(X, y, None, incremental=True)
+        self._validate_params()
+        checked = self._check_X(X, fitting=False)
+        targets = check_keypoint_targets(y, checked.data.shape[0], allow_any_width=self.input_kind_ != "image")
+        if targets.shape[1] != self.n_outputs_:
+            what = "keypoint coordinates" if self.input_kind_ == "image" else "target columns"
+            raise ValueError(f"y has {targets.shape[1]} {what} but the model was first fitted on {self.n_outputs_}: "
+                             f"partial_fit keeps the layout of its first call (refit with fit to change it).")
+        keep = self._labelled_rows(targets, 2)
+        inputs = self.frame_.inputs(checked)[keep]
+        net_targets = self.frame_.targets(targets, checked)[keep]
+        augment = augment_config(self.augment) if self.input_kind_ == "image" else None
+        seed = (draw_seed(self.random_state)[0] + epochs_done(self.net_.history)) % np.iinfo(np.int32).max
+        return self._continue_net(KeypointDataset(inputs, net_targets, augment, self.flip_pairs_, seed), seed)
+
+    @staticmethod
+    def _labelled_rows(targets, at_least=1):
+        """Mask of the rows with a labelled coordinate; warns about the others, raises when fewer
+        than ``at_least`` are left."""
+        unlabelled = np.isnan(targets).all(axis=1)
+        if unlabelled.all():
+            raise ValueError("y has no labelled coordinate: every row is entirely NaN.")
+        if unlabelled.any():
+            warnings.warn(f"{int(unlabelled.sum())} of {len(targets)} rows of y have no labelled keypoint "
+                          f"(all NaN); they are left out of training.", UserWarning, stacklevel=4)
+        if (~unlabelled).sum() < at_least:
+            raise ValueError(f"partial_fit needs at least {at_least} labelled samples per call (BatchNorm "
+                             f"normalises over the batch), got {int((~unlabelled).sum())}.")
+        return ~unlabelled
+
+    def _fit(self, X, y, groups, incremental):
         self._validate_params()
         checked = self._check_X(X, fitting=True)
         is_image = checked.kind == "image"
@@ -259,43 +351,76 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         names, pairs = self._resolve_names(n_keypoints, targets, y)
         augment = augment_config(self.augment) if is_image else None
         device = resolve_device(self.device)
-
-        unlabelled = np.isnan(targets).all(axis=1)
-        if unlabelled.all():
-            raise ValueError("y has no labelled coordinate: every row is entirely NaN.")
-        if unlabelled.any():
-            warnings.warn(f"{int(unlabelled.sum())} of {len(targets)} rows of y have no labelled keypoint "
-                          f"(all NaN); they are left out of training.", UserWarning, stacklevel=2)
+        n_features = int(np.prod(checked.image_shape)) * checked.n_channels_in if is_image else checked.data.shape[1]
+        start = self._starting_point(checked, n_features, targets.shape[1])
+        keep = self._labelled_rows(targets, 2 if incremental else 1)
 
         # Everything decided from the data is fixed before any training starts.
         self.input_kind_ = checked.kind
         self.n_channels_in_ = checked.n_channels_in
         self.image_shape_ = checked.image_shape
         self.pixel_scale_ = checked.pixel_scale
-        self.n_features_in_ = (int(np.prod(checked.image_shape)) * checked.n_channels_in if is_image
-                               else checked.data.shape[1])
+        self.n_features_in_ = n_features
         self.n_outputs_ = targets.shape[1]
         self.y_ndim_ = np.asarray(y).ndim
         self.n_keypoints_ = n_keypoints
         self.keypoint_names_ = names
         self.flip_pairs_ = pairs
+        self.started_from_ = "random" if start is None else start["label"]
 
         self.frame_ = KeypointFrame(self.image_size)
-        keep = ~unlabelled
-        inputs = self.frame_.fit_inputs(checked, targets)[keep]
+        inputs = self.frame_.fit_inputs(checked, targets, reference=None if start is None else start["frame"])[keep]
         net_targets = self.frame_.targets(targets, checked)[keep]
 
         seed, rng = draw_seed(self.random_state)
-        valid_idx, train_idx = validation_split(len(inputs), self.validation_fraction, rng,
+        fraction = 0.0 if incremental else self.validation_fraction
+        valid_idx, train_idx = validation_split(len(inputs), fraction, rng,
                                                 None if group_labels is None else group_labels[keep])
-        if self.early_stopping is not None and len(valid_idx) == 0:
+        if self.early_stopping is not None and len(valid_idx) == 0 and not incremental:
             raise ValueError("early_stopping needs a validation set: set validation_fraction > 0 "
                              f"(with {len(inputs)} labelled samples, {self.validation_fraction} gives none).")
         self.mean_predictor_valid_mae_px_ = self._mean_predictor_mae(net_targets, train_idx, valid_idx)
         train_ds = KeypointDataset(inputs[train_idx], net_targets[train_idx], augment, pairs, seed)
         valid_ds = KeypointDataset(inputs[valid_idx], net_targets[valid_idx]) if len(valid_idx) else None
-        params = self._net_params(len(train_ds), valid_ds, device, seed)
-        return self._fit_net(NeuralNetRegressor, params, train_ds, device, seed, setup=self._set_l2_groups)
+        params = self._net_params(len(train_ds), valid_ds, device, seed, incremental=incremental)
+
+        def setup(net):
+            if start is not None:
+                new = transfer_weights(start["module"], net.module_, new_output=start["new_output"])
+                if new:
+                    self.started_from_ += " (new output layer)"
+            self._set_l2_groups(net)
+        return self._fit_net(NeuralNetRegressor, params, train_ds, device, seed, setup=setup)
+
+    def _starting_point(self, checked, n_features, n_outputs):
+        """What ``warm_start`` (when fitted) or ``init`` gives the network to start from: a dict
+        of the module, the input frame and a label; None for a random start. Every mismatch
+        is an error here, before anything is changed or trained."""
+        if self.warm_start and hasattr(self, "net_"):
+            source, label, what = self, "warm_start", "the fitted model (warm_start=True)"
+        elif self.init is not None:
+            source, label = _load_init(self.init)
+            what = f"init ({label})"
+        else:
+            return None
+        module = source.net_.module_
+        fitted_arch = next((k for k, v in ARCHITECTURES.items() if type(module) is v), type(module).__name__)
+        if fitted_arch != self.architecture:
+            raise ValueError(f"{what} is a {fitted_arch!r} network but architecture={self.architecture!r}: "
+                             f"set architecture={fitted_arch!r} (or start from random weights).")
+        if source.input_kind_ != checked.kind:
+            raise ValueError(f"{what} was fitted on {source.input_kind_}s but X holds {checked.kind}s.")
+        if source.frame_.image_size != self.image_size:
+            raise ValueError(f"{what} takes {source.frame_.image_size}x{source.frame_.image_size} network inputs "
+                             f"but image_size={self.image_size}: set image_size={source.frame_.image_size}.")
+        if checked.kind == "features" and source.n_features_in_ != n_features:
+            raise ValueError(f"X has {n_features} features but {what} was fitted on {source.n_features_in_}.")
+        if label == "warm_start" and source.n_outputs_ != n_outputs:
+            raise ValueError(f"y has {n_outputs} target columns but the fitted model has {source.n_outputs_}: "
+                             f"warm_start keeps the output layer (use init= to start a new layout from it).")
+        same_outputs = source.n_outputs_ == n_outputs
+        return {"module": module, "label": label, "new_output": not same_outputs,
+                "frame": source.frame_ if same_outputs or checked.kind == "image" else _inputs_only(source.frame_)}
 
     def _mean_predictor_mae(self, net_targets, train_idx, valid_idx):
         """MAE (in the units of ``valid_mae_px``) of predicting the mean training target for every
@@ -308,16 +433,16 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         err = np.abs(net_targets[valid_idx] - mean) * self.frame_.px_per_unit(self.n_outputs_)
         return float(np.nanmean(err)) if np.isfinite(err).any() else None
 
-    def _net_params(self, n_train, valid_ds, device, seed):
+    def _net_params(self, n_train, valid_ds, device, seed, incremental=False):
         kwargs = dict(self.net_kwargs or {})
         module_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("module__")}
         module_kwargs.setdefault("module__channels_last", self.architecture in CHANNELS_LAST_ARCHITECTURES)
         callbacks = [("set_epoch", EpochSetter()),
                      ("pixel_mae", PixelMAE(self.frame_.px_per_unit(self.n_outputs_)))]
-        if self.lr_schedule == "cosine":
+        if self.lr_schedule == "cosine" and not incremental:
             callbacks.append(("lr_schedule", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR,
                                                          T_max=self.max_epochs)))
-        if self.early_stopping is not None:
+        if self.early_stopping is not None and not incremental:
             callbacks.append(("early_stopping", EarlyStopping(patience=self.early_stopping, load_best=True)))
         log_callbacks, log_params = log_options(self.verbose)
         callbacks += log_callbacks
@@ -336,7 +461,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             optimizer=torch.optim.Adam,
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
-            max_epochs=self.max_epochs,
+            max_epochs=1 if incremental else self.max_epochs,
             batch_size=self.batch_size,
             train_split=predefined_split(valid_ds) if valid_ds is not None else None,
             iterator_train__shuffle=True,
@@ -431,3 +556,41 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         tags.input_tags.three_d_array = True
         tags.regressor_tags.poor_score = True
         return tags
+
+
+def _inputs_only(frame):
+    """A copy of a features frame without its target scaling (a new output layout gets its own)."""
+    copy = KeypointFrame.__new__(KeypointFrame)
+    copy.__dict__.update(vars(frame), y_offset=None, y_scale=None)
+    return copy
+
+
+def _load_init(init):
+    """``(fitted NoseKeypointRegressor, label)`` for the ``init`` parameter; never changes ``init``."""
+    from sklearn.utils.validation import NotFittedError
+
+    if isinstance(init, NoseKeypointRegressor):
+        try:
+            check_is_fitted(init, "net_")
+        except NotFittedError:
+            raise ValueError("init is an unfitted NoseKeypointRegressor. (scikit-learn's clone, used by "
+                             "GridSearchCV and cross_val_score, unfits estimators given as parameters: pass init "
+                             "as the path of a model saved by skkp.save, or a shipped model's name.)") from None
+        return init, "estimator"
+    if not isinstance(init, (str, os.PathLike)):
+        raise TypeError(f"init must be None, a shipped model's name, a path or a fitted NoseKeypointRegressor, "
+                        f"got a {type(init).__name__}.")
+    from .io import load
+    from .pretrained import list_models, load_model
+
+    if isinstance(init, str) and init in list_models():
+        return load_model(init, device="cpu"), init
+    path = Path(init)
+    if not path.is_file():
+        raise ValueError(f"init={str(init)!r} is neither a shipped model {list_models()} nor an existing file.")
+    model = load(path, device="cpu")
+    if not isinstance(model, NoseKeypointRegressor) or not hasattr(model, "net_"):
+        raise ValueError(f"init={str(init)!r} holds a {type(model).__name__}"
+                         f"{'' if hasattr(model, 'net_') else ' that is not fitted'}; a fitted "
+                         f"NoseKeypointRegressor is needed.")
+    return model, str(path)

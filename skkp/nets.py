@@ -110,6 +110,7 @@ class InceptionKeypointNet(_ChannelsLastMixin, nn.Module):
             n_in = width
         layers.append(nn.Linear(n_in, n_outputs))
         self.head = nn.Sequential(*layers)
+        self.output_layer = f"head.{len(layers) - 1}"
         coefs = (0.05, 0.02, 0.01)
         self.l2_penalties = {f"head.{3 * i}.weight": coef for i, coef in enumerate(coefs[:len(hidden)])}
         self._set_layout(channels_last)
@@ -141,6 +142,7 @@ class PlainCNN(_ChannelsLastMixin, nn.Module):
         self.n_flat = c * side * side
         self.head = nn.Sequential(nn.Linear(self.n_flat, hidden), nn.ReLU(inplace=True), GeneratorDropout(dropout),
                                   nn.Linear(hidden, n_outputs))
+        self.output_layer = "head.3"
         self._set_layout(channels_last)
 
     def forward(self, x):
@@ -187,6 +189,7 @@ class MLPKeypointNet(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
                                  nn.Linear(hidden, n_outputs))
+        self.output_layer = "net.3"
 
     def forward(self, x):
         return self.net(x)
@@ -258,6 +261,7 @@ class HeatmapKeypointNet(_ChannelsLastMixin, nn.Module):
             self.lat2 = nn.Conv2d(2 * w, w, 1)
             self.dec1 = _conv(w, w)
         self.heatmaps = nn.Conv2d(w if heatmap_stride == 2 else 2 * w, n_outputs // 2, 1)
+        self.output_layer = "heatmaps"
         self._set_layout(channels_last)
 
     @staticmethod
@@ -300,6 +304,49 @@ def soft_argmax(heatmaps):
 
 ARCHITECTURES = {"inception": InceptionKeypointNet, "cnn": PlainCNN, "mlp": MLPKeypointNet,
                  "heatmap": HeatmapKeypointNet}
+
+
+def transfer_weights(source, target, new_output=False):
+    """Copy the weights (and BatchNorm statistics) of ``source`` into ``target``, in place.
+
+    Both networks must be of the same class and shape, except that with
+    ``new_output=True`` the layer named by ``target.output_layer`` may differ in
+    size: it then keeps ``target``'s own (fresh) weights. Anything else that
+    differs is a ``ValueError`` naming the first layer that does not fit.
+
+    Returns
+    -------
+    kept_new : list of str
+        The ``target`` entries that were not copied (the new output layer).
+
+    Examples
+    --------
+    >>> a, b = PlainCNN(14, image_size=32), PlainCNN(10, image_size=32)
+    >>> transfer_weights(a, b, new_output=True)
+    ['head.3.weight', 'head.3.bias']
+    >>> bool(torch.equal(a.features[0].weight, b.features[0].weight))
+    True
+    """
+    if type(source) is not type(target):
+        raise ValueError(f"cannot start a {type(target).__name__} from the weights of a {type(source).__name__}.")
+    src, dst = source.state_dict(), target.state_dict()
+    if set(src) != set(dst):
+        odd = sorted(set(src) ^ set(dst))
+        raise ValueError(f"the two {type(target).__name__} networks differ in their layers ({odd[:3]} ...): "
+                         f"they were built with different network options (net_kwargs module__*).")
+    prefix = getattr(target, "output_layer", None)
+    kept_new = []
+    for key, value in src.items():
+        if value.shape == dst[key].shape:
+            dst[key] = value
+        elif new_output and prefix is not None and key.startswith(prefix + "."):
+            kept_new.append(key)
+        else:
+            raise ValueError(f"layer {key!r} has shape {tuple(value.shape)} in the starting network but "
+                             f"{tuple(dst[key].shape)} here: the networks were built with another image_size, width "
+                             f"or net_kwargs module__* option.")
+    target.load_state_dict(dst)
+    return kept_new
 
 
 def build_keypoint_net(architecture, n_outputs, image_size=96, n_features=None, channels_last=False, **kwargs):

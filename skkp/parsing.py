@@ -14,10 +14,12 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ._parsing_data import ParsingDataset, ValidMeanIoU, to_network_frame
 from ._training import (EpochSetter, NeuralEstimatorMixin, check_finite_output, draw_seed, drop_last_for_batchnorm,
-                        loader_generators, log_options, merge_callbacks, resolve_device, validation_split)
+                        epochs_done, loader_generators, log_options, merge_callbacks, resolve_device,
+                        validation_split)
 from ._validation import check_groups, check_parsing_X, check_parsing_X_y
 from .losses import MultiHeadLoss, OhemCrossEntropy
 from .metrics import mean_iou
+from .nets import transfer_weights
 from .resnet import MultiHeadParsingNet, load_backbone_weights, upsample_bilinear
 from .schemas import CELEBAMASK_CLASSES, IGNORE_INDEX, check_class_names, flip_lut
 
@@ -153,6 +155,10 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     net_kwargs : dict or None, default=None
         Extra arguments for :class:`skorch.NeuralNet` (``callbacks`` are added
         to the built-in ones).
+    warm_start : bool, default=False
+        When True and the parser is fitted, ``fit`` starts from its current
+        weights (a new optimiser and schedule) instead of ``backbone_weights`` or
+        random ones; the classes and ``width`` must not change.
 
     Attributes
     ----------
@@ -166,6 +172,9 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         Per-epoch ``train_loss`` (and ``valid_loss``, ``valid_miou`` with a
         validation split).
     device_ : str
+    started_from_ : str
+        ``"random"``, ``"backbone_weights"`` or ``"warm_start"``: where the weights
+        of the last ``fit`` started.
 
     Examples
     --------
@@ -198,12 +207,13 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "net_kwargs": [dict, None],
+        "warm_start": ["boolean"],
     }
 
     def __init__(self, image_size=448, classes=None, width=1.0, max_epochs=30, batch_size=16, lr=1e-2,
                  warmup_steps=100, ohem_thresh=0.7, min_kept=1 / 16, augment=True, scale_range=(0.75, 2.0),
                  validation_fraction=0.1, backbone_weights=None, device="auto", random_state=None, verbose=0,
-                 net_kwargs=None):
+                 net_kwargs=None, warm_start=False):
         self.image_size = image_size
         self.classes = classes
         self.width = width
@@ -221,6 +231,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.net_kwargs = net_kwargs
+        self.warm_start = warm_start
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
@@ -256,13 +267,52 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         -------
         self
         """
+        return self._fit(X, y, groups, incremental=False)
+
+    def partial_fit(self, X, y):
+        """Train one more epoch on ``X, y`` at the constant learning rate ``lr``.
+
+        The first call (on an unfitted parser) builds the network as ``fit``
+        would, without a validation split or warm-up; later calls (also after
+        ``fit``) continue from the current weights and optimiser state with the
+        same classes. No schedule applies: the number of calls is not known.
+
+        Parameters
+        ----------
+        X, y : as in :meth:`fit`
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "net_"):
+            return self._fit(X, y, None, incremental=True)
+        names = self._check_params()
+        if list(names) != list(self.class_names_):
+            raise ValueError(f"classes changed from {list(self.class_names_)} to {list(names)} since the first "
+                             f"fit; partial_fit keeps the classes it started with.")
+        X, y = check_parsing_X_y(X, y, n_classes=self.n_classes_, ignore_index=IGNORE_INDEX)
+        images, labels = to_network_frame(X, y, int(self.image_size))
+        seed = (draw_seed(self.random_state)[0] + epochs_done(self.net_.history)) % np.iinfo(np.int32).max
+        train_ds = ParsingDataset(images, labels, augment=bool(self.augment), seed=seed + 1, lut=flip_lut(names),
+                                  scale=self.scale_range)
+        return self._continue_net(train_ds, seed)
+
+    def _fit(self, X, y, groups, incremental):
         names = self._check_params()
         device = resolve_device(self.device)
         X, y = check_parsing_X_y(X, y, n_classes=len(names), ignore_index=IGNORE_INDEX)
         group_labels = check_groups(groups, X.shape[0])
+        start = None
+        if self.warm_start and hasattr(self, "net_"):
+            if list(names) != list(self.class_names_):
+                raise ValueError(f"warm_start=True keeps the fitted classes {list(self.class_names_)}, but "
+                                 f"classes are now {list(names)}: refit with warm_start=False.")
+            start = self.net_.module_
         S = int(self.image_size)
         seed, rng = draw_seed(self.random_state)
-        valid_idx, train_idx = validation_split(X.shape[0], self.validation_fraction, rng, group_labels)
+        fraction = 0.0 if incremental else self.validation_fraction
+        valid_idx, train_idx = validation_split(X.shape[0], fraction, rng, group_labels)
         n = len(train_idx)
         if n == 1 and S < 64:
             raise ValueError("training on a single image needs image_size >= 64 "
@@ -274,21 +324,26 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         n_batches = n // bs if drop_last else -(-n // bs)
         total = int(self.max_epochs) * n_batches
         warmup = min(int(self.warmup_steps), total // 2)
-        schedule = WarmupPolyLR(total, warmup, power=0.9, warmup="linear", warmup_factor=0.1)
+        schedule = None if incremental else WarmupPolyLR(total, warmup, power=0.9, warmup="linear",
+                                                         warmup_factor=0.1)
         train_ds = ParsingDataset(images[train_idx], labels[train_idx], augment=bool(self.augment), seed=seed + 1,
                                   lut=flip_lut(names), scale=self.scale_range)
         valid_ds = ParsingDataset(images[valid_idx], labels[valid_idx]) if len(valid_idx) else None
 
         params = self._net_params(names, bs, drop_last, schedule, valid_ds, device, seed)
 
-        def load_weights(net):
-            if self.backbone_weights is not None:
+        def setup(net):
+            if start is not None:  # warm start: every layer must fit (same width and classes)
+                transfer_weights(start, net.module_)
+            elif self.backbone_weights is not None:
                 load_backbone_weights(net.module_, self.backbone_weights)
 
-        self._fit_net(NeuralNet, params, train_ds, device, seed, setup=load_weights)
+        self._fit_net(NeuralNet, params, train_ds, device, seed, setup=setup)
         self.class_names_ = names
         self.classes_ = np.arange(len(names))
         self.n_classes_ = len(names)
+        self.started_from_ = "warm_start" if start is not None else (
+            "backbone_weights" if self.backbone_weights is not None else "random")
         return self
 
     def _net_params(self, names, batch_size, drop_last, schedule, valid_ds, device, seed):
@@ -298,15 +353,16 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             criterion=MultiHeadLoss,
             criterion__loss=OhemCrossEntropy(self.ohem_thresh, self.min_kept, IGNORE_INDEX),
             optimizer=_SGD, optimizer__momentum=0.9, optimizer__weight_decay=5e-4,
-            lr=float(self.lr), max_epochs=int(self.max_epochs), batch_size=batch_size,
+            lr=float(self.lr), max_epochs=1 if schedule is None else int(self.max_epochs), batch_size=batch_size,
             iterator_train__shuffle=True, **loader_generators(seed),
             iterator_train__drop_last=drop_last,
             train_split=predefined_split(valid_ds) if valid_ds is not None else None, device=device,
             predict_nonlinearity=None, verbose=int(self.verbose),
         )
         extra = dict(self.net_kwargs or {})
-        builtin = [("lr_schedule", LRScheduler(LambdaLR, lr_lambda=schedule, step_every="batch")),
-                   ("augment_epoch", EpochSetter())]
+        builtin = [("augment_epoch", EpochSetter())]
+        if schedule is not None:  # None: partial_fit's constant learning rate
+            builtin.insert(0, ("lr_schedule", LRScheduler(LambdaLR, lr_lambda=schedule, step_every="batch")))
         if valid_ds is not None:
             builtin.append(("valid_miou", ValidMeanIoU(len(names))))
         log_callbacks, log_params = log_options(self.verbose)

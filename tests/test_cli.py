@@ -173,7 +173,7 @@ def test_parser_defaults_and_required_arguments(capsys):
 
     defaults = NoseKeypointRegressor().get_params()  # the CLI trains with the estimator's own defaults
     assert (args.model, args.architecture, args.image_size, args.epochs, args.batch_size, args.lr, args.errors) == \
-        ("model.joblib", defaults["architecture"], defaults["image_size"], defaults["max_epochs"],
+        ("model.skkp", defaults["architecture"], defaults["image_size"], defaults["max_epochs"],
          defaults["batch_size"], defaults["lr"], "raise")
     args = parser.parse_args(["predict", "--model", "m.joblib", "--images", "imgs"])
     assert args.out == "predictions.csv" and args.overlay_dir is None
@@ -224,3 +224,38 @@ def test_train_prints_the_mean_predictor_baseline_and_ibug_names(tmp_path, capsy
     assert code == 0
     assert "the mean predictor scores" in out and ("better than the baseline" in out or "WORSE" in out)
     assert joblib.load(model_path).keypoint_names_ == list(IBUG68_SCHEMA.names[27:36])
+
+
+def test_train_fine_tunes_a_saved_model_into_the_safe_format(landmark_folder, tmp_path, capsys):
+    import zipfile
+
+    import skkp
+
+    folder, csv_path = landmark_folder
+    first, second = tmp_path / "first.skkp", tmp_path / "second.skkp"
+    common = ["--images", str(folder), "--landmarks", str(csv_path), "--architecture", "cnn", "--image-size", "32",
+              "--epochs", "1", "--quiet"]
+    assert main(["train", *common, "--model", str(first)]) == 0
+    assert zipfile.is_zipfile(first)  # skkp.save, not a pickle
+    assert main(["train", *common, "--points", "0-4", "--init", str(first), "--model", str(second)]) == 0
+    assert "Starting from" in capsys.readouterr().out
+    model = skkp.load(second)
+    assert model.started_from_ == f"{first} (new output layer)" and model.n_keypoints_ == 5
+    out_csv = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(second), "--images", str(folder), "--out", str(out_csv), "--quiet"]) == 0
+    assert len(out_csv.read_text().splitlines()) == 25
+    # a bad --init is one line, before training
+    _one_line_error(capsys, main(["train", *common, "--init", "no_such_model", "--model", str(tmp_path / "x.skkp")]),
+                    "neither a shipped model")
+
+
+def test_predict_with_a_shipped_model(tmp_path):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    images, _ = make_noses(2, image_size=96, random_state=0)
+    for i, img in enumerate(images):
+        cv2.imwrite(str(folder / f"{i}.png"), img)
+    out_csv = tmp_path / "pred.csv"
+    assert main(["predict", "--model", "ibug68_nose", "--images", str(folder), "--out", str(out_csv), "--quiet"]) == 0
+    rows = out_csv.read_text().splitlines()
+    assert len(rows) == 3 and len(rows[0].split(",")) == 1 + 18
