@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback, LRScheduler, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -179,9 +179,15 @@ def train(net, dataset, epochs=None):
     try:
         net.fit_loop(dataset, y=None, epochs=epochs, _routing_method="partial_fit")
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted = not stopped_early(net)  # skorch's EarlyStopping ends training with KeyboardInterrupt
     net.notify("on_train_end", X=dataset, y=None)
     return interrupted
+
+
+def stopped_early(net):
+    """Whether an ``EarlyStopping`` callback of ``net`` has run out of patience."""
+    return any(isinstance(cb, EarlyStopping) and getattr(cb, "misses_", 0) >= cb.patience
+               for _, cb in getattr(net, "callbacks_", []))
 
 
 def epochs_done(history):
@@ -283,9 +289,9 @@ def prepare_for_pickle(net):
     return net
 
 
-#: Callbacks that plan a whole ``fit`` (a schedule over ``max_epochs``, early stopping):
-#: ``partial_fit`` trains without them.
-PLANNED_CALLBACKS = ("lr_schedule", "early_stopping")
+#: Callbacks that belong to one whole ``fit`` (a schedule over ``max_epochs``, early stopping,
+#: the checkpoint of that fit): ``partial_fit`` trains without them.
+PLANNED_CALLBACKS = ("lr_schedule", "early_stopping", "checkpoint")
 
 
 def make_incremental(net):
@@ -306,18 +312,45 @@ class NeuralEstimatorMixin:
     :meth:`_continue_net` (one more epoch of the fitted network, for ``partial_fit``).
     """
 
-    def _fit_net(self, net_class, params, train_ds, device, seed, setup=None):
+    def _checkpoint_seed(self, seed, rng, *arrays):
+        """``(checkpointer, seed, rng)`` for a fit with ``checkpoint=``: a matching saved state
+        there gives back its seed (a ``random_state=None`` fit resumes with the same draws)."""
+        if getattr(self, "checkpoint", None) is None:
+            return None, seed, rng
+        from ._checkpoint import Checkpointer, fingerprint
+
+        checkpointer = Checkpointer(self.checkpoint, fingerprint(self, *arrays), seed)
+        checkpointer.state = checkpointer.saved_state()
+        if checkpointer.state is not None and checkpointer.state["seed"] != seed:
+            seed = checkpointer.seed = int(checkpointer.state["seed"])
+            rng = np.random.RandomState(seed)
+        return checkpointer, seed, rng
+
+    def _fit_net(self, net_class, params, train_ds, device, seed, setup=None, checkpointer=None):
         """Build and initialise ``net_class(**params)`` (:func:`initialize_net`), then train it on
         ``train_ds`` with private generators only; ``setup(net)`` runs after
-        initialisation (e.g. to load weights). Sets ``net_``, ``device_`` and
-        ``fit_interrupted_`` (a Ctrl-C during training warns, naming the epochs done;
-        a non-finite training loss raises ``ValueError``)."""
-        params = dict(params, callbacks=[("finite_loss", FiniteLoss())] + list(params.get("callbacks") or []))
-        net = initialize_net(net_class, params, device, seed, setup)
+        initialisation (e.g. to load weights). With a ``checkpointer``
+        (:meth:`_checkpoint_seed`) the state is written after each epoch, and a saved
+        one is resumed. Sets ``net_``, ``device_`` and ``fit_interrupted_`` (a Ctrl-C
+        during training warns, naming the epochs done; a non-finite training loss
+        raises ``ValueError``)."""
+        callbacks = [("finite_loss", FiniteLoss())] + list(params.get("callbacks") or [])
+        if checkpointer is not None:
+            callbacks.append(("checkpoint", checkpointer))
+        net = initialize_net(net_class, dict(params, callbacks=callbacks), device, seed, setup)
         # training draws only from generators of its own (data order, augmentation, dropout), so
         # fits in threads, or other threads drawing random numbers, do not change it
         give_private_generators(net, seed)
-        interrupted = train(net, train_ds)
+        epochs = None
+        if checkpointer is not None and checkpointer.state is not None:
+            done = checkpointer.restore(net, checkpointer.state)
+            finished = any(isinstance(cb, EarlyStopping) and
+                           checkpointer.state["early_stopping"].get(name, {}).get("misses", 0) >= cb.patience
+                           for name, cb in net.callbacks_)
+            epochs = 0 if finished else max(0, net.max_epochs - done)
+        interrupted = train(net, train_ds, epochs)
+        if checkpointer is not None:
+            checkpointer.state = None  # the model does not carry the saved state around
         self.net_ = prepare_for_pickle(net)
         self.device_ = str(device)
         self.fit_interrupted_ = interrupted

@@ -159,6 +159,10 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         When True and the parser is fitted, ``fit`` starts from its current
         weights (a new optimiser and schedule) instead of ``backbone_weights`` or
         random ones; the classes and ``width`` must not change.
+    checkpoint : str, path-like or None, default=None
+        A directory for the training state after every epoch; a fit with the
+        same parameters and data resumes from it (see
+        :class:`~skkp.NoseKeypointRegressor`'s ``checkpoint``).
 
     Attributes
     ----------
@@ -208,12 +212,13 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         "verbose": ["verbose"],
         "net_kwargs": [dict, None],
         "warm_start": ["boolean"],
+        "checkpoint": [str, os.PathLike, None],
     }
 
     def __init__(self, image_size=448, classes=None, width=1.0, max_epochs=30, batch_size=16, lr=1e-2,
                  warmup_steps=100, ohem_thresh=0.7, min_kept=1 / 16, augment=True, scale_range=(0.75, 2.0),
                  validation_fraction=0.1, backbone_weights=None, device="auto", random_state=None, verbose=0,
-                 net_kwargs=None, warm_start=False):
+                 net_kwargs=None, warm_start=False, checkpoint=None):
         self.image_size = image_size
         self.classes = classes
         self.width = width
@@ -232,6 +237,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.net_kwargs = net_kwargs
         self.warm_start = warm_start
+        self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
@@ -311,6 +317,9 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             start = self.net_.module_
         S = int(self.image_size)
         seed, rng = draw_seed(self.random_state)
+        checkpointer = None
+        if not incremental:
+            checkpointer, seed, rng = self._checkpoint_seed(seed, rng, X, y, group_labels)
         fraction = 0.0 if incremental else self.validation_fraction
         valid_idx, train_idx = validation_split(X.shape[0], fraction, rng, group_labels)
         n = len(train_idx)
@@ -338,7 +347,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             elif self.backbone_weights is not None:
                 load_backbone_weights(net.module_, self.backbone_weights)
 
-        self._fit_net(NeuralNet, params, train_ds, device, seed, setup=setup)
+        self._fit_net(NeuralNet, params, train_ds, device, seed, setup=setup, checkpointer=checkpointer)
         self.class_names_ = names
         self.classes_ = np.arange(len(names))
         self.n_classes_ = len(names)
@@ -446,6 +455,18 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         for i, rows, logits in self._input_frame_chunks(X):
             out[i, rows] = logits.argmax(dim=0).to(torch.uint8).cpu().numpy()
         return out
+
+    def to_onnx(self, path, opset=None):
+        """Write the fitted model to an ONNX file with its preprocessing (:func:`skkp.onnx.export`);
+        :func:`skkp.onnx.load` reads it back for onnxruntime, without torch.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from .onnx import export
+
+        return export(self, path, opset=opset)
 
     def transform(self, X):
         """Same as :meth:`predict`, so the parser can feed a label-map consumer in a Pipeline."""
