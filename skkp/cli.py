@@ -169,18 +169,27 @@ def _save_model(model, path):
         save(model, path)
 
 
-def _load_keypoint_model(path):
+def _load_keypoint_model(path, allow_onnx=True):
     """A fitted NoseKeypointRegressor from a shipped model's name, a file in skkp's safe format, or a
-    joblib file; or a CLIError naming the file."""
+    joblib file (or, with ``allow_onnx``, a keypoint model exported to .onnx); or a CLIError naming
+    the file."""
     import zipfile
 
-    from .keypoints import NoseKeypointRegressor
     from .pretrained import list_models, load_model
 
     if path in list_models() and not Path(path).exists():
         return load_model(path)
     if not Path(path).is_file():
         raise CLIError(f"model file {path} not found (nor is it a shipped model: {', '.join(list_models())})")
+    if allow_onnx and Path(path).suffix.lower() == ".onnx":
+        from . import onnx
+
+        model = onnx.load(path)
+        if not isinstance(model, onnx.OnnxKeypointModel):
+            raise CLIError(f"{path} holds an exported {type(model).__name__}, not a keypoint model")
+        return model
+    from .keypoints import NoseKeypointRegressor
+
     try:
         if zipfile.is_zipfile(path):
             from .io import load
@@ -227,6 +236,26 @@ def _cmd_predict(args):
             if args.overlay_dir:
                 save_png(Path(args.overlay_dir) / (path.stem + ".png"), draw_keypoints(img, pred))
     print(f"Wrote predictions for {len(files)} images to {out}.")
+    return 0
+
+
+def _cmd_export(args):
+    import zipfile
+
+    from .onnx import export
+    from .pretrained import list_models
+
+    if zipfile.is_zipfile(args.model) if Path(args.model).is_file() else False:
+        from .io import load
+
+        model = load(args.model)  # a keypoint model or a FaceParser
+    elif args.model in list_models() or Path(args.model).is_file():
+        model = _load_keypoint_model(args.model, allow_onnx=False)
+    else:
+        raise CLIError(f"model file {args.model} not found (nor is it a shipped model: {', '.join(list_models())})")
+    _check_writable(args.out, "OUT")
+    path = export(model, args.out)
+    print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB); read it with skkp.onnx.load, or skkp predict --model {path}.")
     return 0
 
 
@@ -315,12 +344,21 @@ def build_parser():
                        description="Predict keypoints with a saved model for every image of a folder; "
                                    "images should be framed like the training images (e.g. face crops).")
     r.add_argument("--model", required=True,
-                   help="model saved by `skkp train`, skkp.save or joblib.dump, or a shipped model's name")
+                   help="model saved by `skkp train`, skkp.save or joblib.dump, an .onnx file from `skkp export`, "
+                        "or a shipped model's name")
     r.add_argument("--images", required=True, help="folder of images")
     r.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv)")
     r.add_argument("--overlay-dir", help="also write PNGs with the points drawn into this folder")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_cmd_predict)
+
+    e = sub.add_parser("export", help="export a model to ONNX, with its preprocessing, for onnxruntime",
+                       description="Write a fitted model (a file from skkp train / skkp.save / joblib, or a shipped "
+                                   "model's name) to an ONNX file that skkp.onnx.load and skkp predict read "
+                                   "without torch. Needs pip install \"skkp[onnx]\".")
+    e.add_argument("model", metavar="MODEL_FILE", help="the model to export")
+    e.add_argument("out", metavar="OUT", help="the .onnx file to write")
+    e.set_defaults(func=_cmd_export)
     return p
 
 

@@ -20,7 +20,7 @@ from ._training import (EpochSetter, NeuralEstimatorMixin, check_finite_output, 
                         validation_split)
 from ._validation import check_groups, check_images, check_keypoint_targets
 from .losses import MaskedKeypointLoss
-from .nets import ARCHITECTURES, build_keypoint_net, transfer_weights
+from .nets import ARCHITECTURES, build_keypoint_net, seed_output_layer, transfer_weights
 from .schemas import get_schema, infer_flip_pairs
 
 #: Architectures that train faster in the ``channels_last`` memory format on CPU
@@ -109,6 +109,15 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         weights (a new optimiser and schedule), as in scikit-learn's
         ``MLPRegressor``; the architecture, ``image_size`` and number of outputs
         must not change. Takes precedence over ``init``.
+    checkpoint : str, path-like or None, default=None
+        A directory where ``fit`` writes, after every epoch, the whole training
+        state (``last.pt``), the best weights (``best.pt``, by ``valid_loss``)
+        and the history (``history.json``). A fit with the same parameters and
+        data that finds ``last.pt`` there resumes after its last finished epoch
+        (e.g. after Ctrl-C or a killed process) and ends as an uninterrupted run
+        would (on the CPU, to the last bit); a checkpoint of another fit is
+        ignored with a warning and overwritten. Files are read with
+        ``torch.load(weights_only=True)``. Not used by ``partial_fit``.
 
     Attributes
     ----------
@@ -141,6 +150,11 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         ``"warm_start"``, the shipped model's name, the file path, or
         ``"estimator"``; with ``" (new output layer)"`` when the output layer
         was new.
+    init_points_ : list or None
+        When fine-tuning into a new layout (else None): for each keypoint, the point
+        of the ``init`` model (its name, or index) whose output weights it
+        started from: the one whose predictions lay nearest on the training
+        images, so training starts from a close guess.
 
     Notes
     -----
@@ -181,13 +195,14 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         "net_kwargs": [dict, None],
         "init": [str, os.PathLike, BaseEstimator, None],
         "warm_start": ["boolean"],
+        "checkpoint": [str, os.PathLike, None],
     }
 
     def __init__(self, architecture="heatmap", image_size=96, max_epochs=60, batch_size=64, lr=2e-3,
                  weight_decay=0.0, loss="l1", lr_schedule="cosine", validation_fraction=0.1,
                  early_stopping=None, augment=True, schema=None, keypoint_names=None, flip_pairs=None,
                  num_workers=0, device="auto", random_state=None, verbose=0, net_kwargs=None, init=None,
-                 warm_start=False):
+                 warm_start=False, checkpoint=None):
         self.architecture = architecture
         self.image_size = image_size
         self.max_epochs = max_epochs
@@ -209,6 +224,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         self.net_kwargs = net_kwargs
         self.init = init
         self.warm_start = warm_start
+        self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ input handling
     def _check_X(self, X, fitting):
@@ -352,7 +368,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         augment = augment_config(self.augment) if is_image else None
         device = resolve_device(self.device)
         n_features = int(np.prod(checked.image_shape)) * checked.n_channels_in if is_image else checked.data.shape[1]
-        start = self._starting_point(checked, n_features, targets.shape[1])
+        start = self._starting_point(checked, n_features, targets)
         keep = self._labelled_rows(targets, 2 if incremental else 1)
 
         # Everything decided from the data is fixed before any training starts.
@@ -367,12 +383,16 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         self.keypoint_names_ = names
         self.flip_pairs_ = pairs
         self.started_from_ = "random" if start is None else start["label"]
+        self.init_points_ = None if start is None else start["point_names"]
 
         self.frame_ = KeypointFrame(self.image_size)
         inputs = self.frame_.fit_inputs(checked, targets, reference=None if start is None else start["frame"])[keep]
         net_targets = self.frame_.targets(targets, checked)[keep]
 
         seed, rng = draw_seed(self.random_state)
+        checkpointer = None
+        if not incremental:
+            checkpointer, seed, rng = self._checkpoint_seed(seed, rng, checked.data, targets, group_labels)
         fraction = 0.0 if incremental else self.validation_fraction
         valid_idx, train_idx = validation_split(len(inputs), fraction, rng,
                                                 None if group_labels is None else group_labels[keep])
@@ -389,10 +409,12 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
                 new = transfer_weights(start["module"], net.module_, new_output=start["new_output"])
                 if new:
                     self.started_from_ += " (new output layer)"
+                    if start["point_map"] is not None:
+                        seed_output_layer(start["module"], net.module_, start["point_map"])
             self._set_l2_groups(net)
-        return self._fit_net(NeuralNetRegressor, params, train_ds, device, seed, setup=setup)
+        return self._fit_net(NeuralNetRegressor, params, train_ds, device, seed, setup=setup, checkpointer=checkpointer)
 
-    def _starting_point(self, checked, n_features, n_outputs):
+    def _starting_point(self, checked, n_features, targets):
         """What ``warm_start`` (when fitted) or ``init`` gives the network to start from: a dict
         of the module, the input frame and a label; None for a random start. Every mismatch
         is an error here, before anything is changed or trained."""
@@ -415,11 +437,17 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
                              f"but image_size={self.image_size}: set image_size={source.frame_.image_size}.")
         if checked.kind == "features" and source.n_features_in_ != n_features:
             raise ValueError(f"X has {n_features} features but {what} was fitted on {source.n_features_in_}.")
+        n_outputs = targets.shape[1]
         if label == "warm_start" and source.n_outputs_ != n_outputs:
             raise ValueError(f"y has {n_outputs} target columns but the fitted model has {source.n_outputs_}: "
                              f"warm_start keeps the output layer (use init= to start a new layout from it).")
         same_outputs = source.n_outputs_ == n_outputs
-        return {"module": module, "label": label, "new_output": not same_outputs,
+        point_map = None
+        if not same_outputs and checked.kind == "image":
+            point_map = _nearest_points(source, checked, targets)
+        return {"module": module, "label": label, "new_output": not same_outputs, "point_map": point_map,
+                "point_names": None if point_map is None else
+                [source.keypoint_names_[j] if source.keypoint_names_ else j for j in point_map],
                 "frame": source.frame_ if same_outputs or checked.kind == "image" else _inputs_only(source.frame_)}
 
     def _mean_predictor_mae(self, net_targets, train_idx, valid_idx):
@@ -510,6 +538,18 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             return pred.reshape(len(pred), -1, 2) if self.y_ndim_ == 3 else pred
         return pred.ravel() if self.y_ndim_ == 1 else pred
 
+    def to_onnx(self, path, opset=None):
+        """Write the fitted model to an ONNX file with its preprocessing (:func:`skkp.onnx.export`);
+        :func:`skkp.onnx.load` reads it back for onnxruntime, without torch.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from .onnx import export
+
+        return export(self, path, opset=opset)
+
     def _forward(self, inputs):
         """Network outputs for standardised inputs, in evaluation mode, ``batch_size`` at a time
         (larger CPU batches were slower: their activations leave the caches)."""
@@ -563,6 +603,17 @@ def _inputs_only(frame):
     copy = KeypointFrame.__new__(KeypointFrame)
     copy.__dict__.update(vars(frame), y_offset=None, y_scale=None)
     return copy
+
+
+def _nearest_points(source, checked, targets):
+    """For each point of ``targets``, the index of the point of ``source`` (a fitted keypoint model)
+    whose predictions on these images lie nearest on average: the new output layer starts there."""
+    pred = source.frame_.points(source._forward(source.frame_.inputs(checked)), checked)
+    new, old = targets.reshape(len(targets), -1, 2), pred.reshape(len(pred), -1, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a point never labelled
+        dist = np.nanmean(np.linalg.norm(new[:, :, None, :] - old[:, None, :, :], axis=-1), axis=0)
+    return [int(j) for j in np.argmin(np.nan_to_num(dist, nan=np.inf), axis=1)]
 
 
 def _load_init(init):

@@ -349,6 +349,27 @@ def transfer_weights(source, target, new_output=False):
     return kept_new
 
 
+def seed_output_layer(source, target, point_map):
+    """Start each output point of ``target`` from a point of ``source``, in place: point ``k`` of
+    ``target`` gets the output weights of point ``point_map[k]`` of ``source`` (its heatmap
+    channel, or its x and y rows), so the new layer first predicts those points.
+
+    Examples
+    --------
+    >>> a, b = PlainCNN(6, image_size=32), PlainCNN(4, image_size=32)
+    >>> seed_output_layer(a, b, [2, 0])
+    >>> bool(torch.equal(b.head[3].weight[0:2], a.head[3].weight[4:6]))
+    True
+    """
+    old, new = source.get_submodule(source.output_layer), target.get_submodule(target.output_layer)
+    per_point = new.weight.shape[0] // len(point_map)
+    with torch.no_grad():
+        for k, j in enumerate(point_map):
+            new.weight[k * per_point:(k + 1) * per_point] = old.weight[j * per_point:(j + 1) * per_point]
+            if new.bias is not None and old.bias is not None:
+                new.bias[k * per_point:(k + 1) * per_point] = old.bias[j * per_point:(j + 1) * per_point]
+
+
 def build_keypoint_net(architecture, n_outputs, image_size=96, n_features=None, channels_last=False, **kwargs):
     """Build the network named ``architecture`` (a key of ``ARCHITECTURES``).
 

@@ -259,3 +259,19 @@ def test_predict_with_a_shipped_model(tmp_path):
     assert main(["predict", "--model", "ibug68_nose", "--images", str(folder), "--out", str(out_csv), "--quiet"]) == 0
     rows = out_csv.read_text().splitlines()
     assert len(rows) == 3 and len(rows[0].split(",")) == 1 + 18
+
+
+def test_export_then_predict_with_onnx(landmark_folder, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    folder, csv_path = landmark_folder
+    model_path, onnx_path = tmp_path / "m.skkp", tmp_path / "m.onnx"
+    assert main(["train", "--images", str(folder), "--landmarks", str(csv_path), "--model", str(model_path),
+                 "--architecture", "cnn", "--image-size", "32", "--epochs", "1", "--quiet"]) == 0
+    assert main(["export", str(model_path), str(onnx_path)]) == 0 and onnx_path.stat().st_size > 1000
+    torch_csv, onnx_csv = tmp_path / "torch.csv", tmp_path / "onnx.csv"
+    for model, out in ((model_path, torch_csv), (onnx_path, onnx_csv)):
+        assert main(["predict", "--model", str(model), "--images", str(folder), "--out", str(out), "--quiet"]) == 0
+    a = np.loadtxt(torch_csv, delimiter=",", skiprows=1, usecols=range(1, 15))
+    b = np.loadtxt(onnx_csv, delimiter=",", skiprows=1, usecols=range(1, 15))
+    np.testing.assert_allclose(a, b, atol=0.011)  # the CSV holds two decimals
+    _one_line_error(capsys, main(["export", str(tmp_path / "nope.skkp"), str(onnx_path)]), "not found")

@@ -207,3 +207,20 @@ def test_parser_partial_fit_and_warm_start(masks):
         warm.set_params(width=0.25).fit(X, y)
     with pytest.raises(ValueError, match="classes"):
         warm.set_params(width=0.125, classes=["a", "b"]).partial_fit(X, y)
+
+
+def test_a_new_layout_starts_from_the_nearest_points_of_the_init_model(noses, source):
+    X, y = noses
+    subset = [3, 0, 5]                      # points 3, 0 and 5 of the 7, in another order
+    cols = np.ravel([[2 * i, 2 * i + 1] for i in subset])
+    model = NoseKeypointRegressor(**TINY, **FROZEN, init=source).fit(X[:20], y[:20, cols])
+    # each new point starts from the source point whose predictions lie nearest on the training images
+    pred = source.predict(X[:20]).reshape(20, 7, 2)
+    dist = np.linalg.norm(y[:20, cols].reshape(20, 3, 1, 2) - pred[:, None], axis=-1).mean(axis=0)
+    nearest = dist.argmin(axis=1)
+    assert model.init_points_ == [source.keypoint_names_[j] for j in nearest]
+    # ... so before any real training the new model predicts what the source predicts for those points
+    near_cols = np.ravel([[2 * j, 2 * j + 1] for j in nearest])
+    # (to BatchNorm's running statistics, which the epoch at lr=1e-12 still moves)
+    np.testing.assert_allclose(model.predict(X[:4]), source.predict(X[:4])[:, near_cols], atol=0.5)
+    assert NoseKeypointRegressor(**TINY, init=source).fit(X[:20], y[:20]).init_points_ is None
