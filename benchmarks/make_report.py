@@ -161,7 +161,8 @@ def synthetic_section(lines):
 def json_only_section(lines):
     names = sorted(p.stem for p in (HERE / "results").glob("*.json")
                    if not p.stem.startswith("ytf68_keypoints")
-                   and p.stem not in {"keypoint_speed", "synthetic_noses", "parser_ytf68", "parser_ceiling", "ytf68_variants"})
+                   and p.stem not in {"keypoint_speed", "synthetic_noses", "parser_ytf68", "parser_ceiling", "ytf68_variants",
+                                      "finetune", "onnx", "detection", "pretrained_split"})
     if names:
         lines += ["## Other results", "", "Mask-edge benchmarks are summarised in "
                   "[MaskEdgeKeypoints](mask_edge_keypoints.md); their JSON files:", ""]
@@ -223,6 +224,82 @@ def pretrained_scores():
     return rows
 
 
+def finetune_table():
+    """The measured table of docs/finetune.md (bench_finetune.py): error on unseen people by training-set size."""
+    res = _load("finetune")
+    if not res:
+        return ["*No fine-tuning results yet: run `python benchmarks/bench_finetune.py`.*"]
+    med, st = res["summary"]["median_by_size"], res["setup"]
+    rows = [f"Person-disjoint groups A/B/C of {st['people_A_B_C'][0]}/{st['people_A_B_C'][1]}/"
+            f"{st['people_A_B_C'][2]} people; medians over {st['repeats']} draws of the user's images; MAE at "
+            f"96x96, NME by the outer eye corners. Command: `python benchmarks/bench_finetune.py --threads 2 "
+            f"--json benchmarks/results/finetune.json`.", "",
+            "| user's images (Kaggle 15 points) | from scratch MAE (px) | fine-tuned MAE (px) | ratio | "
+            "from scratch NME | fine-tuned NME | fine-tune time (s) |", "|---|---|---|---|---|---|---|"]
+    for n in sorted(med["finetuned"], key=int):
+        sc, ft = med["scratch"][n], med["finetuned"][n]
+        rows.append(f"| {n} | {sc['mae_px']:.2f} | {ft['mae_px']:.2f} | {ft['mae_px'] / sc['mae_px']:.2f} | "
+                    f"{100 * sc['nme']:.1f}% | {100 * ft['nme']:.1f}% | {ft['fit_seconds']:.0f} |")
+    ref = res.get("reference_scratch_A_plus_B")
+    if ref:
+        rows.append(f"| all of A+B ({ref['n_images']}), from scratch | {ref['mae_px']:.2f} | | | "
+                    f"{100 * ref['nme']:.1f}% | | {ref['fit_seconds']:.0f} |")
+    nose = res.get("nose")
+    if nose:
+        ft = nose["finetuned"]
+        rows += ["", "| nose, 9 iBUG points 27-35 | MAE (px) | NME |", "|---|---|---|",
+                 f"| A nose model as it is | {nose['as_is_nose9_A']['mae_px']:.2f} | "
+                 f"{100 * nose['as_is_nose9_A']['nme']:.1f}% |",
+                 f"| A face model read out on the nose | {nose['as_is_face68_A_readout']['mae_px']:.2f} | "
+                 f"{100 * nose['as_is_face68_A_readout']['nme']:.1f}% |",
+                 f"| A face model fine-tuned on {ft[0]['n_images']} nose crops of B (median of {len(ft)}) | "
+                 f"{_median([r['mae_px'] for r in ft]):.2f} | {100 * _median([r['nme'] for r in ft]):.1f}% |"]
+    variants = res.get("variants_at_100")
+    if variants:
+        rows += ["", "| fine-tuning at 100 images | MAE (px) | NME | fit time (s) |", "|---|---|---|---|",
+                 f"| defaults (lr 2e-3, 60 epochs) | {med['finetuned']['100']['mae_px']:.2f} | "
+                 f"{100 * med['finetuned']['100']['nme']:.1f}% | {med['finetuned']['100']['fit_seconds']:.0f} |"]
+        for label in dict.fromkeys(v["variant"] for v in variants):
+            vs = [v for v in variants if v["variant"] == label]
+            rows.append(f"| {label} | {_median([v['mae_px'] for v in vs]):.2f} | "
+                        f"{100 * _median([v['nme'] for v in vs]):.1f}% | {_median([v['fit_seconds'] for v in vs]):.0f} |")
+    rows += ["", _meta_line(res)]
+    return rows
+
+
+def _median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
+def plot_finetune(path=HERE.parent / "docs" / "img" / "finetune.png"):
+    """docs/img/finetune.png: held-out MAE against the number of the user's images, from scratch and fine-tuned."""
+    res = _load("finetune")
+    if not res:
+        return
+    from matplotlib.figure import Figure
+
+    med = res["summary"]["median_by_size"]
+    fig = Figure(figsize=(5.5, 3.6), dpi=110)
+    ax = fig.add_subplot()
+    for start, colour, marker in (("scratch", "#0072B2", "o"), ("finetuned", "#E69F00", "s")):
+        ns = sorted(med[start], key=int)
+        ax.plot([int(n) for n in ns], [med[start][n]["mae_px"] for n in ns], marker=marker, color=colour,
+                label="from scratch" if start == "scratch" else "fine-tuned from the A face model")
+    ref = res.get("reference_scratch_A_plus_B")
+    if ref:
+        ax.axhline(ref["mae_px"], color="0.4", ls="--", label=f"from scratch on all of A+B ({ref['n_images']})")
+    ax.set_xscale("log")
+    ax.set_xlabel("user's training images (Kaggle 15-point layout)")
+    ax.set_ylabel("MAE on unseen people (px at 96x96)")
+    ax.set_title("Fine-tuning on ytf68 (benchmarks/bench_finetune.py)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"wrote {path}")
+
+
 def _write_block(path, lines):
     text = path.read_text()
     if README_START not in text or README_END not in text:
@@ -236,6 +313,7 @@ def _write_block(path, lines):
 def write_readme():
     _write_block(README, readme_summary())
     _write_block(HERE.parent / "docs" / "pretrained.md", pretrained_scores())
+    _write_block(HERE.parent / "docs" / "finetune.md", finetune_table())
 
 
 def main():
@@ -248,6 +326,7 @@ def main():
     DOC.write_text("\n".join(lines))
     print(f"wrote {DOC}")
     write_readme()
+    plot_finetune()
 
 
 if __name__ == "__main__":

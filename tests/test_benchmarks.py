@@ -65,3 +65,31 @@ def test_readme_figures_are_generated_from_the_committed_results():
     card = (BENCH.parent / "docs" / "pretrained.md").read_text()
     block = card.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
     assert block.strip().splitlines() == make_report.pretrained_scores()
+    finetune = (BENCH.parent / "docs" / "finetune.md").read_text()
+    block = finetune.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
+    assert block.strip().splitlines() == make_report.finetune_table()
+
+
+def test_finetune_benchmark_layout_is_mirror_consistent():
+    """The Kaggle 15 points computed from the 68 iBUG points: mirroring the face and then converting
+    equals converting and then mirroring with Kaggle's own flip pairs (left/right are not mixed up)."""
+    import numpy as np
+
+    from skkp.schemas import IBUG68_SCHEMA, KAGGLE_SCHEMA
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        from bench_finetune import kaggle15
+    finally:
+        sys.path.remove(str(BENCH))
+    rng = np.random.RandomState(0)
+    points = rng.uniform(0, 96, size=(3, 68, 2))
+
+    def mirror(p, schema):
+        out = p.copy()
+        out[..., 0] = 95 - out[..., 0]
+        return out[:, schema.flip_permutation()]
+
+    a = kaggle15(mirror(points, IBUG68_SCHEMA).reshape(3, -1)).reshape(3, 15, 2)
+    b = mirror(kaggle15(points.reshape(3, -1)).reshape(3, 15, 2), KAGGLE_SCHEMA)
+    np.testing.assert_allclose(a, b)
