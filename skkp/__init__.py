@@ -11,10 +11,11 @@ from ._version import __version__
 
 #: public name -> module that defines it
 _LAZY = {"FaceParser": "parsing", "MaskEdgeKeypoints": "edges", "NoseKeypointRegressor": "keypoints",
-         "mask_edge_keypoints": "edges", "save": "io", "load": "io"}
+         "mask_edge_keypoints": "edges", "save": "io", "load": "io", "FaceKeypointRegressor": "faces",
+         "FaceDetector": "detection", "detect_faces": "detection"}
 
-__all__ = ["FaceParser", "MaskEdgeKeypoints", "NoseKeypointRegressor", "load", "mask_edge_keypoints", "save",
-           "__version__"]
+__all__ = ["FaceDetector", "FaceKeypointRegressor", "FaceParser", "MaskEdgeKeypoints", "NoseKeypointRegressor",
+           "detect_faces", "load", "mask_edge_keypoints", "save", "__version__"]
 
 
 def __getattr__(name):
