@@ -73,7 +73,7 @@ def test_pretrained_demo_puts_points_on_the_face(tmp_path):
     pytest.importorskip("skimage")
     from skkp.cli import main
 
-    assert main(["demo", "--pretrained", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--out", str(tmp_path)]) == 0  # the default demo: no training
     assert (tmp_path / "pretrained_face.png").stat().st_size > 10_000
     from skkp.demo import pretrained_demo
 
