@@ -186,6 +186,17 @@ def readme_summary():
                    f"{100 * mp['nme']:.1f}% for the mean predictor. The targets (1.2 px, 5.0%) are not reached"
                    + (f": {len(maes)} variants (`benchmarks/bench_ytf68_variants.py`) stayed between "
                       f"{min(maes):.2f} and {max(maes):.2f} px." if maes else "."))
+    ft = _load("finetune")
+    if ft and "at_100" in ft.get("summary", {}):
+        a = ft["summary"]["at_100"]
+        med = ft["summary"]["median_by_size"]
+        out.append(f"- Fine-tuning (`python benchmarks/bench_finetune.py`): on 100 images of unseen people in a new "
+                   f"15-point layout, `init=` a face model gives {med['finetuned']['100']['mae_px']:.2f} px against "
+                   f"{med['scratch']['100']['mae_px']:.2f} px from scratch ({a['finetuned_over_scratch_mae']:.2f}x) in "
+                   f"{a['finetuned_fit_cpu_seconds']:.0f} CPU-seconds"
+                   + (f", {a['finetuned_over_reference_mae']:.2f}x the error of a model trained from scratch on "
+                      f"{ft['reference_scratch_A_plus_B']['n_images']} images." if "finetuned_over_reference_mae" in a
+                      else "."))
     parser = _load("parser_ytf68")
     if parser:
         q, t, c = parser["quality"], parser["training"], parser["config"]
@@ -205,6 +216,157 @@ def readme_summary():
         st = edges["settings"]
         out.append(f"- MaskEdgeKeypoints: {edges['skkp_opencv']['maps_per_s']:.0f} maps/s on one core for "
                    f"{st['n_classes']}-class {st['size']}x{st['size']} maps (`python benchmarks/bench_edges.py`).")
+    return out
+
+
+def keypoints_guide():
+    """The "which architecture wins" paragraph of docs/keypoints.md, from the JSON results."""
+    kp, base, variants = _load("ytf68_keypoints"), _load("ytf68_keypoints_baselines_400s"), _load("ytf68_variants")
+    if not kp or "defaults" not in kp:
+        return ["*No ytf68 results yet: run `python benchmarks/bench_ytf68_keypoints.py --defaults`.*"]
+    d, mp = kp["defaults"], kp["mean_predictor"]
+    out = [f"**Which architecture wins on real faces.** On the ytf68 nose benchmark (held-out people, "
+           f"`python benchmarks/bench_ytf68_keypoints.py --architectures \"\" --defaults`) the heatmap network with "
+           f"the defaults reaches {d['mae_px']:.2f} px MAE and {100 * d['nme']:.1f}% NME in {d['fit_seconds']:.0f} s "
+           f"of training ({d['epochs']} epochs, {(kp.get('meta') or {}).get('torch_threads')} threads); the mean "
+           f"predictor scores {mp['mae_px']:.2f} px / {100 * mp['nme']:.1f}%."]
+    if base and base.get("architectures"):
+        parts = [f"`{name}` {r['mae_px']:.2f} px after {r['epochs']} epochs"
+                 for name, r in sorted(base["architectures"].items())]
+        out.append(f"Given about the same time ({base['setup']['budget_cpu_s']:.0f} s budget, same defaults "
+                   f"otherwise; `benchmarks/results/ytf68_keypoints_baselines_400s.json`): " + ", ".join(parts) + ".")
+    maes = [v["mae_px"] for v in (variants or {}).get("variants", [])]
+    extra = (variants or {}).get("trained_on_68_points_scored_on_nose")
+    maes += [extra["mae_px"]] if isinstance(extra, dict) and "mae_px" in extra else []
+    if maes:
+        out.append(f"Changing one thing at a time (`benchmarks/bench_ytf68_variants.py`: finer heatmaps, a wider "
+                   f"network, other batch sizes, less rotation, a higher learning rate, training on all 68 points, ...; "
+                   f"{len(maes)} runs) moved "
+                   f"held-out MAE only between {min(maes):.2f} and {max(maes):.2f} px; the benchmark page has the table.")
+    return out
+
+
+def parser_guide():
+    """The benchmark paragraph of docs/face_parser.md, from the JSON results."""
+    res, ceiling = _load("parser_ytf68"), _load("parser_ceiling")
+    if not res:
+        return ["*No parser results yet: run `python benchmarks/bench_parser_ytf68.py`.*"]
+    q, t, c = res["quality"], res["training"], res["config"]
+    f1 = q["per_class_f1"]
+
+    def pair(a, b):
+        lo, hi = sorted((f1[a], f1[b]))
+        return f"{lo:.2f}-{hi:.2f}"
+    out = [f"Result of the committed run (`benchmarks/results/parser_ytf68.json`, width {c['width']}, "
+           f"{c['image_size']} px, heads on stages {c['head_stages']}, random scale {c['scale_range'][0]}-"
+           f"{c['scale_range'][1]}, {res['metadata'].get('torch_threads')} torch thread(s), {t['train_s'] / 60:.0f} "
+           f"minutes = {t['epochs_done']} epochs): mean F1 {q['mean_f1_no_background']:.3f} without background, "
+           f"mean IoU {q['mean_iou']:.3f}, pixel accuracy {q['pixel_accuracy']:.3f}, against "
+           f"{q['prior_baseline_mean_f1']:.3f} for the mean-shape prior; eyes {pair('l_eye', 'r_eye')}, brows "
+           f"{pair('l_brow', 'r_brow')}, lips {pair('u_lip', 'l_lip')}, nose {f1['nose']:.2f}, skin {f1['skin']:.2f}.",
+           f"**The {q['target_mean_f1']:.2f} target is {'met' if q['target_met'] else 'not met'} in "
+           f"{t['train_s'] / 60:.0f} CPU minutes.**"]
+    if ceiling:
+        noise = sorted(ceiling["landmark_noise"].values(), key=lambda v: v["mean_point_error_px"])
+        ok = [v for v in noise if v["mean_f1"] >= q["target_mean_f1"]]
+        if ok:
+            v = ok[-1]
+            out.append(f"How far it is: painting the masks from the true landmarks moved by Gaussian noise of "
+                       f"{v['mean_point_error_px']:.2f} px mean error already drops mean F1 to {v['mean_f1']:.2f}, so "
+                       f"{q['target_mean_f1']:.2f} asks for part boundaries within about a pixel at "
+                       f"{c['image_size']} px (`benchmarks/bench_parser_ceiling.py`).")
+    edges = res.get("edge_points_held_out", {}).get("from_face_parser_predictions")
+    if edges:
+        out.append(f"On the same held-out people, `MaskEdgeKeypoints` points from the predicted maps lie "
+                   f"{edges['u_lip']['mean_px']:.1f} px (upper lip) and {edges['l_lip']['mean_px']:.1f} px (lower lip) "
+                   f"from the annotated lip contours and {edges['nose']['mean_px']:.1f} px from the nose outline "
+                   f"(the JSON's `edge_points_held_out`).")
+    return out
+
+
+def edges_guide():
+    """The benchmark bullets of docs/mask_edge_keypoints.md, from the JSON results."""
+    speed, real, parser = _load("edges_speed"), _load("edges_ytf68"), _load("parser_ytf68")
+    out = []
+    if speed:
+        st, a = speed["settings"], speed["skkp_opencv"]
+        out.append(f"- `benchmarks/bench_edges.py` uses {st['n_classes']}-class {st['size']}x{st['size']} maps from "
+                   f"`make_faces`, with everything on one thread. skkp (OpenCV Canny and contours, with NumPy batched "
+                   f"over all parts) is compared in the same run with a scikit-image path doing the same work "
+                   f"(`skimage.feature.canny` + `skimage.measure.find_contours`): "
+                   f"{a['maps_per_s']:.0f} maps/s against {speed['reference_skimage_numpy']['maps_per_s']:.0f} "
+                   f"({speed['speedup_vs_reference']:.1f}x; load average {st['load_average_1min']:.1f} during the run). "
+                   f"Both paths trace the same boundary: skkp's points lie within "
+                   f"{speed['agreement']['skkp_point_to_reference_curve_px_max']:.2f} px of the reference curve "
+                   f"(`benchmarks/results/edges_speed.json`).")
+    if real:
+        m = real["landmark_masks"]
+        lips = [m["u_lip"], m["l_lip"]]
+        out.append(f"- `benchmarks/bench_edges_ytf68.py` paints label maps from the annotated landmarks of the "
+                   f"{real['settings']['n_faces']:,} ytf68 faces (`landmarks_to_mask`) and measures how far the edge "
+                   f"points lie from the annotated contours. Lip points lie on average "
+                   f"{min(v['mean_px'] for v in lips):.2f}-{max(v['mean_px'] for v in lips):.2f} px from the lip "
+                   f"contours (95th percentile {min(v['p95_px'] for v in lips):.2f}-{max(v['p95_px'] for v in lips):.2f} px, "
+                   f"all within {max(v['max_px'] for v in lips):.1f} px); most of that is the half pixel `cv2.fillPoly` "
+                   f"adds when it paints the mask. Nose points lie {m['nose']['mean_px']:.1f} px "
+                   f"({100 * m['nose']['mean_iod']:.0f}% of the eye distance) from the 27-35 outline, because the "
+                   f"painted nose is deliberately wider than that outline (`benchmarks/results/edges_ytf68.json`).")
+    edges = (parser or {}).get("edge_points_held_out", {}).get("from_face_parser_predictions")
+    if edges:
+        q = parser["quality"]
+        out.append(f"- After `FaceParser` on held-out people (`benchmarks/bench_parser_ytf68.py`, "
+                   f"{parser['training']['train_s'] / 60:.0f} CPU minutes of training, mean F1 "
+                   f"{q['mean_f1_no_background']:.2f}): edge points of the predicted lips lie "
+                   f"{edges['u_lip']['mean_px']:.1f} px (upper) and {edges['l_lip']['mean_px']:.1f} px (lower) from the "
+                   f"annotated lip contours, the nose's {edges['nose']['mean_px']:.1f} px from its outline; the parser "
+                   f"missed the upper lip on {edges['u_lip']['missing_faces']} of "
+                   f"{edges['u_lip']['n_faces'] + edges['u_lip']['missing_faces']} faces and the lower lip on "
+                   f"{edges['l_lip']['missing_faces']} (`edge_points_held_out` in `benchmarks/results/parser_ytf68.json`).")
+    return out or ["*No edge benchmark results yet.*"]
+
+
+def onnx_table():
+    """The speed section of docs/deploy.md, from benchmarks/results/onnx.json."""
+    res = _load("onnx")
+    if not res:
+        return ["*No ONNX results yet: run `python benchmarks/bench_onnx.py`.*"]
+    st, m, t, acc, tg = res["setup"], res["meta"], res["timings"], res["accuracy"], res["targets"]
+    names = {"torch_estimator_predict": "torch, `model.predict`", "torch_module_forward": "torch, bare module",
+             "onnxruntime_fp32_predict": "onnxruntime fp32, `skkp.onnx.load(...).predict`",
+             "onnxruntime_fp32_session": "onnxruntime fp32, bare session",
+             "onnxruntime_int8_predict": "onnxruntime int8, `predict`", "onnxruntime_int8_session": "onnxruntime int8, bare session"}
+    load = m.get("loadavg_before") or [None]
+    out = [f"Measured by `python benchmarks/bench_onnx.py --threads {st['threads']} --json benchmarks/results/onnx.json` "
+           f"on the shipped `ibug68_nose` model (the default heatmap network at {st['image_size']} px, "
+           f"{res['flops']['per_face'] / 1e6:.0f} MFLOP per face counted as 2 x the multiply-adds of its layers), torch "
+           f"{m['versions']['torch']} and onnxruntime {m['versions_onnx']['onnxruntime']} on {st['threads']} thread(s) of "
+           f"{m.get('cpu_model')} ({m.get('cpu_count')} CPUs; load average {_f(load[0], '{:.1f}')} when it started: "
+           f"other jobs were running, so absolute times are pessimistic and the ratios, measured in one process, "
+           f"are the robust part). {st['statistic'].capitalize()}:", "",
+           "| ms per face | batch 1 | batch 64 |", "|---|---|---|"]
+    for key, label in names.items():
+        out.append(f"| {label} | {t['batch_1'][key]['ms_per_face']:.2f} | {t['batch_64'][key]['ms_per_face']:.2f} |")
+    r = res["ratios"]
+    out += ["",
+            f"- At batch 1 onnxruntime predicts {r['batch_1_speedup_onnxruntime_fp32_predict_vs_torch_predict']:.1f}x "
+            f"(fp32) and {r['batch_1_speedup_onnxruntime_int8_predict_vs_torch_predict']:.1f}x (int8) faster than the "
+            f"estimator; at batch 64 {r['batch_64_speedup_onnxruntime_fp32_predict_vs_torch_predict']:.1f}x and "
+            f"{r['batch_64_speedup_onnxruntime_int8_predict_vs_torch_predict']:.1f}x.",
+            f"- fp32 predictions equal the estimator's to {acc['onnx_fp32_vs_torch_max_abs_px']:.1e} px. int8 moves them "
+            f"by {acc['int8_vs_fp32_mae_px']:.2f} px on average ({acc['int8_vs_fp32_max_abs_px']:.2f} px at most) on "
+            f"{st['n_test']} ytf68 crops, whose error against the hand-placed nose points goes from "
+            f"{acc['fp32_mae_px_vs_truth']:.4f} to {acc['int8_mae_px_vs_truth']:.4f} px (the shipped model was trained on "
+            f"every person, so this is not a held-out score; the difference is what int8 costs). The int8 file is "
+            f"{st['file_bytes']['int8'] / 1e6:.2f} MB instead of {st['file_bytes']['fp32'] / 1e6:.2f} MB.",
+            f"- Targets: {tg['latency_ms_per_face_batch_1']['value']:.2f} ms per face at batch 1 (best onnxruntime "
+            f"predict; target <= {tg['latency_ms_per_face_batch_1']['target']:.0f} ms: "
+            f"{'met' if tg['latency_ms_per_face_batch_1']['met'] else 'not met'}); at batch 64 the best fp32 rate is "
+            f"{tg['batch_64_fraction_of_peak']['value']:.2f} of the assumed fp32 peak of "
+            f"{res['peak_assumption']['gflops']:.0f} GFLOP/s ({res['peak_assumption']['cores']} cores x "
+            f"{res['peak_assumption']['ghz']} GHz x {res['peak_assumption']['flop_per_cycle_per_core']} FLOP per cycle; "
+            f"target {tg['batch_64_fraction_of_peak']['target']}: "
+            f"{'met' if tg['batch_64_fraction_of_peak']['met'] else 'not met'}), int8 "
+            f"{tg['batch_64_fraction_of_peak']['int8_value']:.2f}."]
     return out
 
 
@@ -232,18 +394,18 @@ def finetune_table():
     med, st = res["summary"]["median_by_size"], res["setup"]
     rows = [f"Person-disjoint groups A/B/C of {st['people_A_B_C'][0]}/{st['people_A_B_C'][1]}/"
             f"{st['people_A_B_C'][2]} people; medians over {st['repeats']} draws of the user's images; MAE at "
-            f"96x96, NME by the outer eye corners. Command: `python benchmarks/bench_finetune.py --threads 2 "
-            f"--json benchmarks/results/finetune.json`.", "",
+            f"96x96, NME by the outer eye corners; times are CPU seconds of the fit (the same for both starts). "
+            f"Command: `python benchmarks/bench_finetune.py {' '.join(res['meta'].get('argv') or [])}`.", "",
             "| user's images (Kaggle 15 points) | from scratch MAE (px) | fine-tuned MAE (px) | ratio | "
-            "from scratch NME | fine-tuned NME | fine-tune time (s) |", "|---|---|---|---|---|---|---|"]
+            "from scratch NME | fine-tuned NME | fine-tune CPU s |", "|---|---|---|---|---|---|---|"]
     for n in sorted(med["finetuned"], key=int):
         sc, ft = med["scratch"][n], med["finetuned"][n]
         rows.append(f"| {n} | {sc['mae_px']:.2f} | {ft['mae_px']:.2f} | {ft['mae_px'] / sc['mae_px']:.2f} | "
-                    f"{100 * sc['nme']:.1f}% | {100 * ft['nme']:.1f}% | {ft['fit_seconds']:.0f} |")
+                    f"{100 * sc['nme']:.1f}% | {100 * ft['nme']:.1f}% | {ft['fit_cpu_seconds']:.0f} |")
     ref = res.get("reference_scratch_A_plus_B")
     if ref:
         rows.append(f"| all of A+B ({ref['n_images']}), from scratch | {ref['mae_px']:.2f} | | | "
-                    f"{100 * ref['nme']:.1f}% | | {ref['fit_seconds']:.0f} |")
+                    f"{100 * ref['nme']:.1f}% | | {ref['fit_cpu_seconds']:.0f} |")
     nose = res.get("nose")
     if nose:
         ft = nose["finetuned"]
@@ -256,13 +418,16 @@ def finetune_table():
                  f"{_median([r['mae_px'] for r in ft]):.2f} | {100 * _median([r['nme'] for r in ft]):.1f}% |"]
     variants = res.get("variants_at_100")
     if variants:
-        rows += ["", "| fine-tuning at 100 images | MAE (px) | NME | fit time (s) |", "|---|---|---|---|",
-                 f"| defaults (lr 2e-3, 60 epochs) | {med['finetuned']['100']['mae_px']:.2f} | "
-                 f"{100 * med['finetuned']['100']['nme']:.1f}% | {med['finetuned']['100']['fit_seconds']:.0f} |"]
+        n_draws = len({v["seed"] for v in variants})
+        rows += ["", f"| fine-tuning at 100 images | MAE (px) | NME | CPU s | draws |", "|---|---|---|---|---|",
+                 f"| defaults (lr 2e-3, 60 epochs, batch 64) | {med['finetuned']['100']['mae_px']:.2f} | "
+                 f"{100 * med['finetuned']['100']['nme']:.1f}% | {med['finetuned']['100']['fit_cpu_seconds']:.0f} | "
+                 f"{st['repeats']} |"]
         for label in dict.fromkeys(v["variant"] for v in variants):
             vs = [v for v in variants if v["variant"] == label]
             rows.append(f"| {label} | {_median([v['mae_px'] for v in vs]):.2f} | "
-                        f"{100 * _median([v['nme'] for v in vs]):.1f}% | {_median([v['fit_seconds'] for v in vs]):.0f} |")
+                        f"{100 * _median([v['nme'] for v in vs]):.1f}% | "
+                        f"{_median([v['fit_cpu_seconds'] for v in vs]):.0f} | {n_draws} |")
     rows += ["", _meta_line(res)]
     return rows
 
@@ -291,6 +456,9 @@ def plot_finetune(path=HERE.parent / "docs" / "img" / "finetune.png"):
     if ref:
         ax.axhline(ref["mae_px"], color="0.4", ls="--", label=f"from scratch on all of A+B ({ref['n_images']})")
     ax.set_xscale("log")
+    ticks = sorted(int(n) for n in med["scratch"])
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("user's training images (Kaggle 15-point layout)")
     ax.set_ylabel("MAE on unseen people (px at 96x96)")
     ax.set_title("Fine-tuning on ytf68 (benchmarks/bench_finetune.py)", fontsize=9)
@@ -314,6 +482,10 @@ def write_readme():
     _write_block(README, readme_summary())
     _write_block(HERE.parent / "docs" / "pretrained.md", pretrained_scores())
     _write_block(HERE.parent / "docs" / "finetune.md", finetune_table())
+    _write_block(HERE.parent / "docs" / "keypoints.md", keypoints_guide())
+    _write_block(HERE.parent / "docs" / "face_parser.md", parser_guide())
+    _write_block(HERE.parent / "docs" / "mask_edge_keypoints.md", edges_guide())
+    _write_block(HERE.parent / "docs" / "deploy.md", onnx_table())
 
 
 def main():

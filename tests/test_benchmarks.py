@@ -69,6 +69,18 @@ def test_readme_figures_are_generated_from_the_committed_results():
     finetune = (BENCH.parent / "docs" / "finetune.md").read_text()
     block = finetune.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
     assert block.strip().splitlines() == make_report.finetune_table()
+    guide = (BENCH.parent / "docs" / "keypoints.md").read_text()
+    block = guide.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
+    assert block.strip().splitlines() == make_report.keypoints_guide()
+    guide = (BENCH.parent / "docs" / "face_parser.md").read_text()
+    block = guide.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
+    assert block.strip().splitlines() == make_report.parser_guide()
+    guide = (BENCH.parent / "docs" / "mask_edge_keypoints.md").read_text()
+    block = guide.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
+    assert block.strip().splitlines() == make_report.edges_guide()
+    guide = (BENCH.parent / "docs" / "deploy.md").read_text()
+    block = guide.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
+    assert block.strip().splitlines() == make_report.onnx_table()
 
 
 def test_finetune_benchmark_layout_is_mirror_consistent():
