@@ -340,9 +340,9 @@ def onnx_table():
            f"on the shipped `ibug68_nose` model (the default heatmap network at {st['image_size']} px, "
            f"{res['flops']['per_face'] / 1e6:.0f} MFLOP per face counted as 2 x the multiply-adds of its layers), torch "
            f"{m['versions']['torch']} and onnxruntime {m['versions_onnx']['onnxruntime']} on {st['threads']} thread(s) of "
-           f"{m.get('cpu_model')} ({m.get('cpu_count')} CPUs; load average {_f(load[0], '{:.1f}')} when it started: "
-           f"other jobs were running, so absolute times are pessimistic and the ratios, measured in one process, "
-           f"are the robust part). {st['statistic'].capitalize()}:", "",
+           f"{m.get('cpu_model')} ({m.get('cpu_count')} CPUs; 1-minute load average {_f(load[0], '{:.1f}')} when it "
+           f"started, partly the tail of earlier jobs: absolute times may be pessimistic, the ratios, measured in "
+           f"one process, are the robust part). {st['statistic'].capitalize()}:", "",
            "| ms per face | batch 1 | batch 64 |", "|---|---|---|"]
     for key, label in names.items():
         out.append(f"| {label} | {t['batch_1'][key]['ms_per_face']:.2f} | {t['batch_64'][key]['ms_per_face']:.2f} |")
