@@ -207,19 +207,103 @@ def _load_keypoint_model(path, allow_onnx=True):
     return model
 
 
+def _photo_faces(model, photo, size, margin, refine, max_faces=None, min_score=0.0):
+    """``[(box xywh, score, points (2K,))]`` for every face :func:`skkp.detect_faces` finds on ``photo``:
+    each crop is framed by the detector box, then re-framed ``refine`` times on the extent of the
+    points just predicted (the models were trained on crops framed by their points)."""
+    import numpy as np
+
+    from .datasets import crop_faces, uncrop_keypoints
+    from .detection import detect_faces, xywh_to_xyxy
+
+    faces = []
+    found = detect_faces([photo])[0]  # best first
+    for face in found[found[:, 4] >= min_score][:max_faces]:
+        box = xywh_to_xyxy(face[None, :4])
+        for step in range(refine + 1):
+            crop = crop_faces([photo], boxes=box, size=size, margin=margin)
+            points = uncrop_keypoints(np.asarray(model.predict(crop.images)).reshape(1, -1), crop.transforms)
+            if step < refine:
+                box = np.c_[np.nanmin(points[:, 0::2], 1), np.nanmin(points[:, 1::2], 1),
+                            np.nanmax(points[:, 0::2], 1), np.nanmax(points[:, 1::2], 1)]
+        faces.append((face[:4], float(face[4]), points[0]))
+    return faces
+
+
+def _cmd_predict_photos(args):
+    """``skkp predict PHOTOS_DIR``: detect every face of every photo, then its points."""
+    import cv2
+    from tqdm import tqdm
+
+    from .plotting import draw_keypoints, save_png
+
+    folder = Path(args.photos)
+    if not folder.is_dir():
+        raise CLIError(f"photo folder {folder} not found")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}")
+    model = _load_keypoint_model(args.model)
+    out = Path(args.out or "skkp-predictions")
+    try:
+        (out / "overlays" if args.overlays else out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"--out {out} cannot be made: {exc.strerror or exc}") from None
+    n_points = model.n_outputs_ // 2
+    unreadable, faceless, n_faces = [], [], 0
+    with open(out / "points.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "face", "x", "y", "w", "h", "score"] + [f"{a}{i}" for i in range(n_points) for a in "xy"])
+        for path in tqdm(files, desc="predict", disable=args.quiet):
+            try:
+                bgr = _read_image(path, gray=False)
+            except CLIError as exc:
+                unreadable.append(f"{path.name} ({exc})")
+                continue
+            photo = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            faces = _photo_faces(model, photo, int(model.image_size), args.margin, args.refine,
+                                 args.max_faces or None, args.min_score)
+            if not faces:
+                faceless.append(path.name)
+            for i, (box, score, points) in enumerate(faces):
+                writer.writerow([path.name, i] + [f"{v:.1f}" for v in box] + [f"{score:.2f}"]
+                                + [f"{v:.2f}" for v in points])
+            n_faces += len(faces)
+            if args.overlays:
+                picture = photo.copy()
+                for box, _, points in faces:
+                    x, y, w, h = (int(round(v)) for v in box)
+                    cv2.rectangle(picture, (x, y), (x + w, y + h), (0, 114, 178), 1)
+                    picture = draw_keypoints(picture, points)
+                save_png(out / "overlays" / (path.stem + ".png"), picture)
+    print(f"Wrote {n_faces} face(s) from {len(files) - len(unreadable)} image(s) to {out / 'points.csv'}"
+          + (f"; overlays in {out / 'overlays'}" if args.overlays else "") + ".")
+    if faceless:
+        print(f"No face found in {len(faceless)} image(s): {', '.join(faceless[:10])}"
+              + (" ..." if len(faceless) > 10 else ""))
+    if unreadable:
+        print(f"Skipped {len(unreadable)} unreadable file(s): " + "; ".join(unreadable[:10])
+              + (" ..." if len(unreadable) > 10 else ""), file=sys.stderr)
+    return 0
+
+
 def _cmd_predict(args):
     import numpy as np
     from tqdm import tqdm
 
     from .plotting import draw_keypoints, save_png
 
+    if args.photos:
+        return _cmd_predict_photos(args)
+    if not args.images:
+        raise CLIError("give a PHOTOS_DIR (faces are detected) or --images DIR of face crops")
     folder = Path(args.images)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files:
         raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}")
     model = _load_keypoint_model(args.model)
     n_points = model.n_outputs_ // 2
-    out = Path(args.out)
+    out = Path(args.out or "predictions.csv")
     _check_writable(out, "--out")
     if args.overlay_dir:
         try:
@@ -341,15 +425,29 @@ def build_parser():
     t.add_argument("--quiet", action="store_true", help="no per-epoch log")
     t.set_defaults(func=_cmd_train)
 
-    r = sub.add_parser("predict", help="predict keypoints for a folder of images, writing a CSV",
-                       description="Predict keypoints with a saved model for every image of a folder; "
-                                   "images should be framed like the training images (e.g. face crops).")
+    r = sub.add_parser("predict", help="predict keypoints for a folder of photos (faces detected) or of face crops",
+                       description="Predict keypoints with a saved model. `skkp predict PHOTOS_DIR` finds every face "
+                                   "of every photo (any size, colour or gray) with skkp.detect_faces, frames it as "
+                                   "the model's training crops (refined on the predicted points) and writes "
+                                   "OUT/points.csv (image, face, box, score, x0, y0, ...), with an overlay per photo "
+                                   "under --overlays. `--images DIR` predicts on images already framed like the "
+                                   "training images (face crops), one row per image.")
+    r.add_argument("photos", nargs="?", metavar="PHOTOS_DIR", help="folder of photos: faces are detected")
     r.add_argument("--model", required=True,
                    help="model saved by `skkp train`, skkp.save or joblib.dump, an .onnx file from `skkp export`, "
                         "or a shipped model's name")
-    r.add_argument("--images", required=True, help="folder of images")
-    r.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv)")
-    r.add_argument("--overlay-dir", help="also write PNGs with the points drawn into this folder")
+    r.add_argument("--images", help="folder of face crops (instead of PHOTOS_DIR)")
+    r.add_argument("--out", default=None,
+                   help="with PHOTOS_DIR: output folder (default skkp-predictions); with --images: the CSV "
+                        "(default predictions.csv)")
+    r.add_argument("--overlays", action="store_true", help="with PHOTOS_DIR: write OUT/overlays/NAME.png")
+    r.add_argument("--margin", type=float, default=0.25, help="with PHOTOS_DIR: crop margin of the model's training crops")
+    r.add_argument("--refine", type=int, default=2,
+                   help="with PHOTOS_DIR: times each face is re-framed on its predicted points")
+    r.add_argument("--max-faces", type=int, default=0, help="with PHOTOS_DIR: keep the best N faces per photo (0: all)")
+    r.add_argument("--min-score", type=float, default=0.0,
+                   help="with PHOTOS_DIR: drop detections scored lower (see skkp.detect_faces)")
+    r.add_argument("--overlay-dir", help="with --images: also write PNGs with the points drawn into this folder")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_cmd_predict)
 

@@ -176,7 +176,7 @@ def test_parser_defaults_and_required_arguments(capsys):
         ("model.skkp", defaults["architecture"], defaults["image_size"], defaults["max_epochs"],
          defaults["batch_size"], defaults["lr"], "raise")
     args = parser.parse_args(["predict", "--model", "m.joblib", "--images", "imgs"])
-    assert args.out == "predictions.csv" and args.overlay_dir is None
+    assert args.out is None and args.overlay_dir is None  # None: predictions.csv with --images
     assert parser.parse_args(["demo"]).func is not args.func  # each command runs its own handler
     for argv in ([], ["predict", "--images", "imgs"], ["train", "--errors", "ignore"], ["nope"]):
         with pytest.raises(SystemExit) as exc:
@@ -275,3 +275,29 @@ def test_export_then_predict_with_onnx(landmark_folder, tmp_path, capsys):
     b = np.loadtxt(onnx_csv, delimiter=",", skiprows=1, usecols=range(1, 15))
     np.testing.assert_allclose(a, b, atol=0.011)  # the CSV holds two decimals
     _one_line_error(capsys, main(["export", str(tmp_path / "nope.skkp"), str(onnx_path)]), "not found")
+
+
+def test_predict_on_a_folder_of_photos_detects_the_faces(tmp_path, capsys):
+    skimage_data = pytest.importorskip("skimage.data")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "astronaut.jpg"), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(photos / "small_gray.png"), cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY),
+                                                           (256, 256)))
+    (photos / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    code = main(["predict", str(photos), "--model", "ibug68_face", "--out", str(out), "--overlays", "--max-faces", "1",
+                 "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0 and "Skipped 1 unreadable file(s): broken.jpg" in captured.err
+    with open(out / "points.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["image"] for r in rows] == ["astronaut.jpg", "small_gray.png"] and len(rows[0]) == 7 + 136
+    for row, scale in zip(rows, (1.0, 0.5)):
+        xs = np.array([float(row[f"x{i}"]) for i in range(68)]) / scale
+        ys = np.array([float(row[f"y{i}"]) for i in range(68)]) / scale
+        # the astronaut's face lies about within x 175-280, y 80-185 of the 512 px photo; eyes above the mouth
+        assert 160 < xs.min() and xs.max() < 290 and ys.min() > 70 and ys[36:48].mean() < ys[48:68].mean()
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["astronaut.png", "small_gray.png"]
+    _one_line_error(capsys, main(["predict", str(tmp_path / "nowhere"), "--model", "ibug68_face"]), "not found")
+    _one_line_error(capsys, main(["predict", "--model", "ibug68_face"]), "PHOTOS_DIR")
