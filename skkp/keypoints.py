@@ -18,7 +18,7 @@ from ._keypoint_data import KeypointDataset, KeypointFrame, PixelMAE, augment_co
 from ._training import (EpochSetter, NeuralEstimatorMixin, check_finite_output, draw_seed, drop_last_for_batchnorm,
                         epochs_done, loader_generators, log_options, merge_callbacks, resolve_device,
                         validation_split)
-from ._validation import check_groups, check_images, check_keypoint_targets
+from ._validation import check_fitted_input, check_groups, check_images, check_keypoint_targets
 from .losses import MaskedKeypointLoss
 from .nets import ARCHITECTURES, build_keypoint_net, seed_output_layer, transfer_weights
 from .schemas import get_schema, infer_flip_pairs
@@ -231,14 +231,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         checked = check_images(X, allow_features=self.architecture == "mlp")
         _check_feature_names(self, X, reset=fitting)
         if not fitting:
-            if checked.kind != self.input_kind_:
-                raise ValueError(f"X holds {checked.kind}s but the model was fitted on {self.input_kind_}s.")
-            if checked.kind == "features" and checked.data.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {checked.data.shape[1]} features, but {type(self).__name__} is "
-                                 f"expecting {self.n_features_in_} features as input.")
-            if checked.kind == "image" and checked.n_channels_in != self.n_channels_in_:
-                raise ValueError(f"X has {checked.n_channels_in} channel(s) per image but the model was "
-                                 f"fitted on images with {self.n_channels_in_} channel(s).")
+            check_fitted_input(self, checked)
         return checked
 
     def _resolve_names(self, n_keypoints, targets, y):

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ._frames import from_unit, rescale_points
-from ._validation import check_images, check_parsing_X
+from ._validation import check_fitted_input, check_images, check_parsing_X
 from ._version import __version__
 from .augment import IMAGENET_MEAN, IMAGENET_STD, resize_stack
 
@@ -588,14 +588,7 @@ flip_pairs_, pixel_scale_, image_shape_, y_ndim_, feature_names_in_
         """The estimator's input checks (``NoseKeypointRegressor._check_X`` at predict time)."""
         checked = check_images(X, allow_features=self.architecture == "mlp")
         _check_feature_names(self, X)
-        if checked.kind != self.input_kind_:
-            raise ValueError(f"X holds {checked.kind}s but the model was fitted on {self.input_kind_}s.")
-        if checked.kind == "features" and checked.data.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {checked.data.shape[1]} features, but {type(self).__name__} is "
-                             f"expecting {self.n_features_in_} features as input.")
-        if checked.kind == "image" and checked.n_channels_in != self.n_channels_in_:
-            raise ValueError(f"X has {checked.n_channels_in} channel(s) per image but the model was "
-                             f"fitted on images with {self.n_channels_in_} channel(s).")
+        check_fitted_input(self, checked)
         return checked
 
     def predict(self, X):
@@ -630,7 +623,8 @@ flip_pairs_, pixel_scale_, image_shape_, y_ndim_, feature_names_in_
 
 
 def _check_feature_names(model, X):
-    """sklearn's rule at predict time: names differing from fit's are an error, a missing side a warning."""
+    """sklearn's rule at predict time: names differing from fit's are an error, a missing side a warning
+    (sklearn's ``_check_feature_names`` rewritten, so that the ONNX predictor loads without scikit-learn)."""
     columns = getattr(X, "columns", None)
     names = None
     if columns is not None:

@@ -147,6 +147,29 @@ def check_images(X, *, allow_features=False, min_size=16, name="X"):
     return CheckedImages(data, "image", n_channels, tuple(imgs.shape[1:]), scale)
 
 
+def check_fitted_input(model, checked):
+    """Predict-time rule: ``checked`` (from :func:`check_images`) must be the kind of input
+    ``model`` was fitted on: its ``input_kind_``, ``n_features_in_`` and ``n_channels_in_``.
+
+    Examples
+    --------
+    >>> class Fitted:
+    ...     input_kind_, n_features_in_, n_channels_in_ = "image", 256, 1
+    >>> check_fitted_input(Fitted(), check_images(np.zeros((2, 16, 16, 3), np.uint8)))
+    Traceback (most recent call last):
+    ...
+    ValueError: X has 3 channel(s) per image but the model was fitted on images with 1 channel(s).
+    """
+    if checked.kind != model.input_kind_:
+        raise ValueError(f"X holds {checked.kind}s but the model was fitted on {model.input_kind_}s.")
+    if checked.kind == "features" and checked.data.shape[1] != model.n_features_in_:
+        raise ValueError(f"X has {checked.data.shape[1]} features, but {type(model).__name__} is "
+                         f"expecting {model.n_features_in_} features as input.")
+    if checked.kind == "image" and checked.n_channels_in != model.n_channels_in_:
+        raise ValueError(f"X has {checked.n_channels_in} channel(s) per image but the model was "
+                         f"fitted on images with {model.n_channels_in_} channel(s).")
+
+
 def check_parsing_X(X, name="X"):
     """Turn user images into a new uint8 RGB array of shape (n, H, W, 3).
 
