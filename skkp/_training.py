@@ -378,6 +378,18 @@ class NeuralEstimatorMixin:
                           f"the weights it had then (fit_interrupted_ is True).", UserWarning, stacklevel=3)
         return self
 
+    def to_onnx(self, path, opset=None):
+        """Write the fitted model to an ONNX file with its preprocessing (:func:`skkp.onnx.export`);
+        :func:`skkp.onnx.load` reads it back for onnxruntime, without torch.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from .onnx import export  # lazily: onnx is an extra
+
+        return export(self, path, opset=opset)
+
     @property
     def history_(self):
         """skorch ``History`` of the last fit: one dict per epoch (losses, metrics, timings)."""

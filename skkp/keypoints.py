@@ -531,18 +531,6 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             return pred.reshape(len(pred), -1, 2) if self.y_ndim_ == 3 else pred
         return pred.ravel() if self.y_ndim_ == 1 else pred
 
-    def to_onnx(self, path, opset=None):
-        """Write the fitted model to an ONNX file with its preprocessing (:func:`skkp.onnx.export`);
-        :func:`skkp.onnx.load` reads it back for onnxruntime, without torch.
-
-        Returns
-        -------
-        pathlib.Path
-        """
-        from .onnx import export
-
-        return export(self, path, opset=opset)
-
     def _forward(self, inputs):
         """Network outputs for standardised inputs, in evaluation mode, ``batch_size`` at a time
         (larger CPU batches were slower: their activations leave the caches)."""

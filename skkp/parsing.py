@@ -456,18 +456,6 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             out[i, rows] = logits.argmax(dim=0).to(torch.uint8).cpu().numpy()
         return out
 
-    def to_onnx(self, path, opset=None):
-        """Write the fitted model to an ONNX file with its preprocessing (:func:`skkp.onnx.export`);
-        :func:`skkp.onnx.load` reads it back for onnxruntime, without torch.
-
-        Returns
-        -------
-        pathlib.Path
-        """
-        from .onnx import export
-
-        return export(self, path, opset=opset)
-
     def transform(self, X):
         """Same as :meth:`predict`, so the parser can feed a label-map consumer in a Pipeline."""
         return self.predict(X)

@@ -347,3 +347,11 @@ def test_fallback_to_the_torch_export_exporter(exported, noses, tmp_path, monkey
     X = _resized(noses[0][:7], (40, 40))
     np.testing.assert_allclose(m.predict(X), model.predict(X), rtol=0, atol=1e-3)
     np.testing.assert_allclose(m.predict(X[:1]), model.predict(X[:1]), rtol=0, atol=1e-3)
+
+
+def test_to_onnx_method_writes_the_same_model(exported, parser, noses, tmp_path):
+    model, model_path = exported["cnn"]
+    est, parser_path, X_parser = parser
+    for estimator, path, X in ((model, model_path, noses[0][:4]), (est, parser_path, X_parser[:2])):
+        written = estimator.to_onnx(tmp_path / f"{type(estimator).__name__}.onnx")
+        np.testing.assert_array_equal(skkp.onnx.load(written).predict(X), skkp.onnx.load(path).predict(X))
