@@ -208,26 +208,15 @@ def _load_keypoint_model(path, allow_onnx=True):
 
 
 def _photo_faces(model, photo, size, margin, refine, max_faces=None, min_score=0.0):
-    """``[(box xywh, score, points (2K,))]`` for every face :func:`skkp.detect_faces` finds on ``photo``:
-    each crop is framed by the detector box, then re-framed ``refine`` times on the extent of the
-    points just predicted (the models were trained on crops framed by their points)."""
-    import numpy as np
-
-    from .datasets import crop_faces, uncrop_keypoints
+    """``[(box xywh, score, points (2K,))]`` for every face :func:`skkp.detect_faces` finds on ``photo``
+    (best first), framed from its box and refined on its points (:func:`skkp.faces.predict_in_boxes`)."""
     from .detection import detect_faces, xywh_to_xyxy
+    from .faces import predict_in_boxes
 
-    faces = []
     found = detect_faces([photo])[0]  # best first
-    for face in found[found[:, 4] >= min_score][:max_faces]:
-        box = xywh_to_xyxy(face[None, :4])
-        for step in range(refine + 1):
-            crop = crop_faces([photo], boxes=box, size=size, margin=margin)
-            points = uncrop_keypoints(np.asarray(model.predict(crop.images)).reshape(1, -1), crop.transforms)
-            if step < refine:
-                box = np.c_[np.nanmin(points[:, 0::2], 1), np.nanmin(points[:, 1::2], 1),
-                            np.nanmax(points[:, 0::2], 1), np.nanmax(points[:, 1::2], 1)]
-        faces.append((face[:4], float(face[4]), points[0]))
-    return faces
+    return [(face[:4], float(face[4]), predict_in_boxes(model, [photo], xywh_to_xyxy(face[None, :4]), size, margin,
+                                                         refine)[0])
+            for face in found[found[:, 4] >= min_score][:max_faces]]
 
 
 def _cmd_predict_photos(args):
@@ -327,16 +316,13 @@ def _cmd_export(args):
     import zipfile
 
     from .onnx import export
-    from .pretrained import list_models
 
-    if zipfile.is_zipfile(args.model) if Path(args.model).is_file() else False:
+    if Path(args.model).is_file() and zipfile.is_zipfile(args.model):
         from .io import load
 
         model = load(args.model)  # a keypoint model or a FaceParser
-    elif args.model in list_models() or Path(args.model).is_file():
+    else:  # a shipped name or a joblib file; says which file is missing
         model = _load_keypoint_model(args.model, allow_onnx=False)
-    else:
-        raise CLIError(f"model file {args.model} not found (nor is it a shipped model: {', '.join(list_models())})")
     _check_writable(args.out, "OUT")
     path = export(model, args.out)
     print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB); read it with skkp.onnx.load, or skkp predict --model {path}.")

@@ -15,7 +15,42 @@ from .datasets._crop import _parse_jitter
 from .detection import (BACKENDS, FaceDetector, _box_array, _image_list, calibrate_detections, keypoint_boxes,
                         xywh_to_xyxy)
 
-__all__ = ["FaceKeypointRegressor"]
+__all__ = ["FaceKeypointRegressor", "predict_in_boxes"]
+
+
+def predict_in_boxes(regressor, faces, boxes, size=96, margin=0.25, refine=1):
+    """Keypoints of one face per image, in that image's pixels, with a fitted crop ``regressor``.
+
+    Face ``i`` is cropped from ``faces[i]`` around ``boxes[i]`` (x0, y0, x1, y1) as
+    :func:`~skkp.datasets.crop_faces` does (``size``, ``margin``), its points are predicted
+    and mapped back; then, ``refine`` times, it is cropped again around the extent of the
+    points just predicted (kept where that extent is empty or not finite), since keypoint
+    models are trained on crops framed by their points.
+
+    Returns
+    -------
+    points : ndarray of shape (n, 2K)
+
+    Examples
+    --------
+    >>> from skkp.datasets import make_noses
+    >>> class Centre:  # a stand-in regressor: the crop's centre as the one point
+    ...     def predict(self, crops):
+    ...         return np.full((len(crops), 2), (crops.shape[-1] - 1) / 2)
+    >>> images = make_noses(1, image_size=64, random_state=0)[0]
+    >>> predict_in_boxes(Centre(), images, np.array([[10.0, 20.0, 30.0, 40.0]]), size=32, refine=0)
+    array([[20., 30.]])
+    """
+    frame = np.asarray(boxes, dtype=np.float64)
+    for step in range(refine + 1):
+        crops = crop_faces(faces, boxes=frame, size=size, margin=margin, gray=True)
+        pred = np.asarray(regressor.predict(crops.images), dtype=np.float64).reshape(len(frame), -1)
+        points = uncrop_keypoints(pred, crops.transforms)
+        if step < refine:
+            extent = xywh_to_xyxy(keypoint_boxes(points))
+            ok = np.isfinite(extent).all(1) & (extent[:, 2:] > extent[:, :2]).all(1)
+            frame = np.where(ok[:, None], extent, frame)
+    return points
 
 
 class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
@@ -250,16 +285,8 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         owner = np.concatenate([np.full(len(b), i) for i, b in enumerate(per_image)]).astype(int)
         if owner.size == 0:
             return [np.zeros((0, 2 * self.n_keypoints_)) for _ in imgs]
-        faces = [imgs[i] for i in owner]
-        frame = xywh_to_xyxy(np.concatenate(per_image))[:, :4]
-        for step in range(self.refine + 1):
-            crops = crop_faces(faces, boxes=frame, size=self.size, margin=self.margin, gray=True)
-            pred = np.asarray(self.regressor_.predict(crops.images), dtype=np.float64).reshape(len(faces), -1)
-            points = uncrop_keypoints(pred, crops.transforms)
-            if step < self.refine:
-                extent = xywh_to_xyxy(keypoint_boxes(points))
-                ok = np.isfinite(extent).all(1) & (extent[:, 2:] > extent[:, :2]).all(1)
-                frame = np.where(ok[:, None], extent, frame)
+        points = predict_in_boxes(self.regressor_, [imgs[i] for i in owner],
+                                  xywh_to_xyxy(np.concatenate(per_image))[:, :4], self.size, self.margin, self.refine)
         return [points[owner == i] for i in range(len(imgs))]
 
     def _layout(self, points):
