@@ -121,7 +121,8 @@ class Checkpointer(Callback):
 
     def restore(self, net, state):
         """Put ``state`` into an initialised ``net``; the schedule and early stopping follow at
-        ``on_train_begin``. Returns the number of epochs already done."""
+        ``on_train_begin``. Returns the number of epochs still to train: 0 when the saved run
+        finished, or stopped early."""
         net.module_.load_state_dict(state["module"])
         net.optimizer_.load_state_dict(state["optimizer"])
         net.history = History(state["history"])
@@ -129,7 +130,11 @@ class Checkpointer(Callback):
             if generator is not None and saved is not None:
                 generator.set_state(saved)
         self._resumed = state
-        return sum("train_loss" in row for row in state["history"])
+        stopped = any(isinstance(cb, EarlyStopping) and
+                      state["early_stopping"].get(name, {}).get("misses", 0) >= cb.patience
+                      for name, cb in net.callbacks_)
+        done = sum("train_loss" in row for row in state["history"])
+        return 0 if stopped else max(0, net.max_epochs - done)
 
     def on_train_begin(self, net, **kwargs):
         state, self._resumed = self._resumed, None

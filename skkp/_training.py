@@ -341,13 +341,9 @@ class NeuralEstimatorMixin:
         # training draws only from generators of its own (data order, augmentation, dropout), so
         # fits in threads, or other threads drawing random numbers, do not change it
         give_private_generators(net, seed)
-        epochs = None
+        epochs = None  # all of max_epochs
         if checkpointer is not None and checkpointer.state is not None:
-            done = checkpointer.restore(net, checkpointer.state)
-            finished = any(isinstance(cb, EarlyStopping) and
-                           checkpointer.state["early_stopping"].get(name, {}).get("misses", 0) >= cb.patience
-                           for name, cb in net.callbacks_)
-            epochs = 0 if finished else max(0, net.max_epochs - done)
+            epochs = checkpointer.restore(net, checkpointer.state)
         interrupted = train(net, train_ds, epochs)
         if checkpointer is not None:
             checkpointer.state = None  # the model does not carry the saved state around
