@@ -478,14 +478,17 @@ def _write_block(path, lines):
     print(f"wrote {path}")
 
 
+def generated_blocks():
+    """``(file, function)`` for every block between the results markers: the README's and the docs'."""
+    docs = HERE.parent / "docs"
+    return [(README, readme_summary), (docs / "pretrained.md", pretrained_scores), (docs / "finetune.md", finetune_table),
+            (docs / "keypoints.md", keypoints_guide), (docs / "face_parser.md", parser_guide),
+            (docs / "mask_edge_keypoints.md", edges_guide), (docs / "deploy.md", onnx_table)]
+
+
 def write_readme():
-    _write_block(README, readme_summary())
-    _write_block(HERE.parent / "docs" / "pretrained.md", pretrained_scores())
-    _write_block(HERE.parent / "docs" / "finetune.md", finetune_table())
-    _write_block(HERE.parent / "docs" / "keypoints.md", keypoints_guide())
-    _write_block(HERE.parent / "docs" / "face_parser.md", parser_guide())
-    _write_block(HERE.parent / "docs" / "mask_edge_keypoints.md", edges_guide())
-    _write_block(HERE.parent / "docs" / "deploy.md", onnx_table())
+    for path, lines in generated_blocks():
+        _write_block(path, lines())
 
 
 def main():

@@ -59,28 +59,10 @@ def test_readme_figures_are_generated_from_the_committed_results():
         import make_report
     finally:
         sys.path.remove(str(BENCH))
-    readme = (BENCH.parent / "README.md").read_text()
-    block = readme.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
-    assert block.strip().splitlines() == make_report.readme_summary(), \
-        "README's results differ from benchmarks/results: run python benchmarks/make_report.py"
-    card = (BENCH.parent / "docs" / "pretrained.md").read_text()
-    block = card.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
-    assert block.strip().splitlines() == make_report.pretrained_scores()
-    finetune = (BENCH.parent / "docs" / "finetune.md").read_text()
-    block = finetune.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
-    assert block.strip().splitlines() == make_report.finetune_table()
-    guide = (BENCH.parent / "docs" / "keypoints.md").read_text()
-    block = guide.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
-    assert block.strip().splitlines() == make_report.keypoints_guide()
-    guide = (BENCH.parent / "docs" / "face_parser.md").read_text()
-    block = guide.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
-    assert block.strip().splitlines() == make_report.parser_guide()
-    guide = (BENCH.parent / "docs" / "mask_edge_keypoints.md").read_text()
-    block = guide.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
-    assert block.strip().splitlines() == make_report.edges_guide()
-    guide = (BENCH.parent / "docs" / "deploy.md").read_text()
-    block = guide.split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
-    assert block.strip().splitlines() == make_report.onnx_table()
+    for path, lines in make_report.generated_blocks():
+        block = path.read_text().split(make_report.README_START, 1)[1].split(make_report.README_END, 1)[0]
+        assert block.strip().splitlines() == lines(), \
+            f"{path.name}'s results differ from benchmarks/results: run python benchmarks/make_report.py"
 
 
 def test_finetune_benchmark_layout_is_mirror_consistent():
