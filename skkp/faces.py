@@ -12,8 +12,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._validation import check_groups, check_keypoint_targets
 from .datasets import crop_faces, uncrop_keypoints
 from .datasets._crop import _parse_jitter
-from .detection import (BACKENDS, FaceDetector, _box_array, _image_list, calibrate_detections, keypoint_boxes,
-                        xywh_to_xyxy)
+from .detection import (BACKENDS, BoxCalibration, FaceDetector, _as_calibration, _box_array, _image_list,
+                        calibrate_detections, keypoint_boxes, xywh_to_xyxy)
 
 __all__ = ["FaceKeypointRegressor", "predict_in_boxes"]
 
@@ -91,13 +91,19 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
     match_iou : float, default=0.3
         A detection is the labelled face when its calibrated box has an IoU above it with the
         landmark-extent box (see :func:`skkp.detection.calibrate_detections`).
+    max_calibration_images : int or None, default=500
+        The detector runs on at most this many training images (drawn at random) to learn
+        the calibration, a robust median that needs few faces, since detection costs more
+        than training per image (about 0.17 s per ytf68 frame for ``"skimage"``); None
+        runs it on every image.
     refine : int, default=1
         After predicting, re-frame each face on the extent of its predicted points and
         predict again, this many times: crops then match the training crops more closely
         (on ytf68 with the shipped 68-point model, one reframing cut the failure rate from
         25% to 20%, a second to 18%: docs/photos.md). 0 predicts once from the calibrated box.
     random_state : int, RandomState or None, default=None
-        Seeds the crop jitter (the regressor has its own ``random_state``).
+        Seeds the crop jitter and the choice of calibration images (the regressor has its
+        own ``random_state``).
 
     Attributes
     ----------
@@ -108,8 +114,12 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         Detector box -> landmark-extent box; the identity (with a warning) when no
         training face was detected.
     detection_rate_ : float
-        Fraction of the labelled training images in which the face was detected (a
-        calibrated detection with IoU > ``match_iou`` with its landmark-extent box).
+        Fraction of the training images searched for the calibration in which the face was
+        detected (a calibrated detection with IoU > ``match_iou`` with its landmark-extent
+        box); NaN for a model made by :meth:`from_regressor`.
+    fit_interrupted_ : bool
+        True when the regressor's training was interrupted (Ctrl-C), as
+        ``NoseKeypointRegressor.fit_interrupted_``.
     n_keypoints_ : int
     y_ndim_ : int
         2 or 3: ``predict`` returns (n, 2K) or (n, K, 2) like the keypoints given to ``fit``.
@@ -144,26 +154,92 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         "size": [Interval(numbers.Integral, 16, None, closed="left")],
         "jitter": [Interval(numbers.Real, 0, None, closed="left"), tuple, list],
         "match_iou": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "max_calibration_images": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "refine": [Interval(numbers.Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
 
     def __init__(self, regressor=None, detector="auto", margin=0.25, size=96, jitter=0.05, match_iou=0.3,
-                 refine=1, random_state=None):
+                 max_calibration_images=500, refine=1, random_state=None):
         self.regressor = regressor
         self.detector = detector
         self.margin = margin
         self.size = size
         self.jitter = jitter
         self.match_iou = match_iou
+        self.max_calibration_images = max_calibration_images
         self.refine = refine
         self.random_state = random_state
 
+    @classmethod
+    def from_regressor(cls, regressor, *, detector="auto", calibration=None, margin=0.25, size=None, refine=2):
+        """A fitted FaceKeypointRegressor around a fitted crop model, for photos without labels.
+
+        ``fit`` learns the box calibration from labelled photos; without them, this frames
+        each face from its detector box mapped by ``calibration`` (the identity by default:
+        the detector's own box) and then re-frames it ``refine`` times on the extent of the
+        points just predicted, which brings the crop close to the training framing.
+        :func:`skkp.detection.fit_box_calibration` gives a calibration from a few labelled
+        faces; ``skkp predict PHOTOS_DIR`` uses this for plain keypoint models.
+
+        Parameters
+        ----------
+        regressor : fitted estimator
+            Predicts ``2K`` coordinates from (n, size, size) crops framed like
+            :func:`~skkp.datasets.crop_faces` with ``margin`` (e.g. a
+            :class:`~skkp.NoseKeypointRegressor`, a shipped model, an
+            :func:`skkp.onnx.load` model); it is wrapped in a ``FrozenEstimator``.
+        detector : str, FaceDetector or callable, default="auto"
+        calibration : BoxCalibration, dict or None, default=None
+            Detector box -> crop box; None is the identity.
+        margin : float, default=0.25
+            The margin of the regressor's training crops.
+        size : int or None, default=None
+            Crop side; None takes the regressor's ``image_size`` (else 96).
+        refine : int, default=2
+
+        Returns
+        -------
+        FaceKeypointRegressor
+            Fitted: ``predict`` and ``predict_faces`` work; ``fit`` would learn a
+            calibration instead.
+
+        Examples
+        --------
+        >>> from skimage import data
+        >>> from skkp.pretrained import load_model
+        >>> model = FaceKeypointRegressor.from_regressor(load_model("ibug68_face", device="cpu"),
+        ...                                              detector=FaceDetector("skimage", min_size=60))
+        >>> model.predict([data.astronaut()]).shape
+        (1, 136)
+        """
+        n_outputs = getattr(regressor, "n_outputs_", None)
+        if not hasattr(regressor, "predict") or not isinstance(n_outputs, numbers.Integral) or n_outputs % 2:
+            raise TypeError(f"regressor must be a fitted keypoint model with predict and n_outputs_ (2K "
+                            f"coordinates), got {type(regressor).__name__}.")
+        if size is None:
+            size = int(getattr(regressor, "image_size", 96))
+        frozen = FrozenEstimator(regressor)
+        model = cls(frozen, detector=detector, margin=margin, size=size, refine=refine)
+        model._validate_params()
+        model.regressor_ = frozen
+        model.detector_ = model._make_detector()
+        model.calibration_ = BoxCalibration() if calibration is None else _as_calibration(calibration)
+        model.detection_rate_ = float("nan")
+        model.fit_interrupted_ = False
+        model.n_keypoints_ = int(n_outputs) // 2
+        model.y_ndim_ = 2
+        return model
+
     # ------------------------------------------------------------------ fit
     def _make_detector(self):
+        """A FaceDetector for ``detector``, with ``"auto"`` resolved to the backend it picks here, so a
+        saved model keeps detecting with the backend its calibration was learnt for."""
         det = self.detector
         det = clone(det) if isinstance(det, FaceDetector) else FaceDetector(det)
-        det.backend_  # builds the backend now: a missing model file fails before any work  # noqa: B018
+        backend = det.backend_  # builds the backend now: a missing model file fails before any work
+        if det.backend == "auto":
+            det.set_params(backend=backend)
         return det
 
     def _regressor(self, n_keypoints):
@@ -221,24 +297,29 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
                           f"those images are left out.", UserWarning, stacklevel=2)
         idx = np.flatnonzero(keep)
         detector = self._make_detector()
+        rng = check_random_state(self.random_state)
 
         # the calibration first: detector errors come before any training
-        detections = [detector.detect(imgs[i]) for i in idx]
-        calibration, match = calibrate_detections(detections, keypoint_boxes(flat[idx]), self.match_iou)
+        searched = idx
+        if self.max_calibration_images is not None and len(idx) > self.max_calibration_images:
+            searched = np.sort(rng.choice(idx, self.max_calibration_images, replace=False))
+        detections = [detector.detect(imgs[i]) for i in searched]
+        calibration, match = calibrate_detections(detections, keypoint_boxes(flat[searched]), self.match_iou)
         if calibration.n_boxes == 0:
             warnings.warn(f"the detector ({detector.backend_}) found no face matching the keypoints in any of "
-                          f"the {len(idx)} training images; the box calibration is the identity.",
+                          f"the {len(searched)} training images searched; the box calibration is the identity.",
                           UserWarning, stacklevel=2)
 
         if isinstance(regressor, FrozenEstimator):
             fitted = regressor
         else:
             crops = crop_faces([imgs[i] for i in idx], keypoints=flat[idx], size=self.size, margin=self.margin,
-                               gray=True, jitter=self.jitter, random_state=check_random_state(self.random_state))
+                               gray=True, jitter=self.jitter, random_state=rng)
             extra = {} if group_labels is None else {"groups": group_labels[idx]}
             fitted = clone(regressor).fit(crops.images, crops.keypoints, **extra)
 
         self.regressor_ = fitted
+        self.fit_interrupted_ = bool(getattr(fitted, "fit_interrupted_", False))
         self.detector_ = detector
         self.calibration_ = calibration
         self.detection_rate_ = float(np.mean(match >= 0))
@@ -331,7 +412,7 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         out = self._layout(out)
         return (out, chosen) if return_boxes else out
 
-    def predict_all(self, images, boxes=None):
+    def predict_faces(self, images, boxes=None):
         """Keypoints of every face found in each image.
 
         Parameters

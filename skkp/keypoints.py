@@ -597,9 +597,22 @@ def _nearest_points(source, checked, targets):
     return [int(j) for j in np.argmin(np.nan_to_num(dist, nan=np.inf), axis=1)]
 
 
+def _inner_regressor(model):
+    """The crop model of a fitted FaceKeypointRegressor (unwrapping a FrozenEstimator); other models as they are."""
+    from .faces import FaceKeypointRegressor
+
+    if isinstance(model, FaceKeypointRegressor) and hasattr(model, "regressor_"):
+        return getattr(model.regressor_, "estimator", model.regressor_)
+    return model
+
+
 def _load_init(init):
-    """``(fitted NoseKeypointRegressor, label)`` for the ``init`` parameter; never changes ``init``."""
+    """``(fitted NoseKeypointRegressor, label)`` for the ``init`` parameter; never changes ``init``. A
+    FaceKeypointRegressor (or a file of one) gives its crop model."""
     from sklearn.utils.validation import NotFittedError
+
+    if not isinstance(init, (str, os.PathLike, NoseKeypointRegressor)) and _inner_regressor(init) is not init:
+        init = _inner_regressor(init)
 
     if isinstance(init, NoseKeypointRegressor):
         try:
@@ -620,7 +633,7 @@ def _load_init(init):
     path = Path(init)
     if not path.is_file():
         raise ValueError(f"init={str(init)!r} is neither a shipped model {list_models()} nor an existing file.")
-    model = load(path, device="cpu")
+    model = _inner_regressor(load(path, device="cpu"))
     if not isinstance(model, NoseKeypointRegressor) or not hasattr(model, "net_"):
         raise ValueError(f"init={str(init)!r} holds a {type(model).__name__}"
                          f"{'' if hasattr(model, 'net_') else ' that is not fitted'}; a fitted "

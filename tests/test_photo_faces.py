@@ -122,7 +122,7 @@ def test_several_faces_no_face_and_given_boxes():
     by_x = lambda faces: faces[np.argsort(faces[:, :, 0].mean(axis=1))]  # noqa: E731
     assert any(np.allclose(pred[0], p, atol=1e-8) for p in two_points)  # the first of equal scores
     np.testing.assert_allclose(boxes[2, :4], keypoint_boxes(points[:1])[0], atol=1e-9)
-    every, every_boxes = model.predict_all([two, blank])
+    every, every_boxes = model.predict_faces([two, blank])
     assert [len(p) for p in every] == [2, 0] and every[0].shape == (2, 6, 2) and every_boxes[1].shape == (0, 5)
     np.testing.assert_allclose(by_x(every[0]), by_x(two_points), atol=1e-8)
     np.testing.assert_allclose(every[0][0], pred[0])
@@ -132,7 +132,7 @@ def test_several_faces_no_face_and_given_boxes():
     det[1] = np.nan
     with pytest.warns(UserWarning, match="1 of 3"):
         assert np.isnan(model.predict(images[:3], boxes=det)[1]).all()
-    listed, _ = model.predict_all([two, blank], boxes=[rect_detector(two), []])
+    listed, _ = model.predict_faces([two, blank], boxes=[rect_detector(two), []])
     np.testing.assert_allclose(by_x(listed[0]), by_x(two_points), atol=1e-8)
     with pytest.raises(ValueError, match="one entry per image"):
         model.predict([two, blank], boxes=[rect_detector(two)])
@@ -281,3 +281,43 @@ def test_real_faces_with_the_pretrained_model(ytf68_dir, tmp_path):
     nme = np.nanmean(np.linalg.norm(pred.reshape(-1, 68, 2) - true, axis=2), axis=1) / eyes
     found = np.isfinite(nme)
     assert found.mean() >= 0.6 and np.median(nme[found]) < 0.15
+
+
+def test_from_regressor_frames_faces_from_the_detector_without_labels():
+    images, points = scenes(4, seed=9)
+    crops = crop_faces(images, points, size=40, margin=0.25)
+    inner = MeanRegressor().fit(crops.images, crops.keypoints)
+    inner.n_outputs_, inner.image_size = 12, 40
+    # the detector's box is the landmark box here: no calibration needed, the crops match the training crops
+    exact = lambda image: TRUTH.apply(rect_detector(image))  # noqa: E731
+    model = FaceKeypointRegressor.from_regressor(inner, detector=exact, refine=0)
+    assert model.size == 40 and model.calibration_ == BoxCalibration() and np.isnan(model.detection_rate_)
+    np.testing.assert_allclose(model.predict(images).reshape(4, 6, 2), points, atol=1e-8)
+    # with the raw detector box and a known calibration instead
+    calibrated = FaceKeypointRegressor.from_regressor(inner, detector=rect_detector, calibration=TRUTH.to_dict())
+    np.testing.assert_allclose(calibrated.predict(images).reshape(4, 6, 2), points, atol=1e-8)
+    with pytest.raises(TypeError, match="fitted keypoint model"):
+        FaceKeypointRegressor.from_regressor(MeanRegressor())  # unfitted: no n_outputs_
+    with pytest.raises(ValueError, match="margin"):
+        FaceKeypointRegressor.from_regressor(inner, margin=-1)
+
+
+def test_calibration_searches_at_most_max_calibration_images_and_auto_is_resolved():
+    images, points = scenes(12, seed=10)
+    searched = []
+
+    def counting(image):
+        searched.append(1)
+        return rect_detector(image)
+
+    model = FaceKeypointRegressor(MeanRegressor(), detector=counting, jitter=0.0, max_calibration_images=5,
+                                  random_state=0).fit(images, points)
+    assert len(searched) == 5 and model.calibration_.n_boxes == 5 and model.regressor_.n_fit_ == 12
+    every = FaceKeypointRegressor(MeanRegressor(), detector=rect_detector).fit(images, points).calibration_
+    assert every.n_boxes == 12 and model.calibration_.to_dict() == {**every.to_dict(), "n_boxes": 5}  # the same map
+    with pytest.raises(ValueError, match="max_calibration_images"):
+        FaceKeypointRegressor(MeanRegressor(), detector=counting, max_calibration_images=0).fit(images, points)
+    # "auto" becomes the backend it picked, so a saved model keeps detecting the way it was calibrated
+    with pytest.warns(UserWarning, match="identity"):
+        auto = FaceKeypointRegressor(MeanRegressor(), detector="auto", jitter=0.0).fit(images[:2], points[:2])
+    assert auto.detector_.backend in ("skimage", "opencv-haar") and auto.detector == "auto"
