@@ -3,8 +3,11 @@
 A ``.skkp`` file is a zip archive of two members:
 
 - ``skkp.json``: the format and its version, the skkp version, the estimator's class
-  (one of skkp's three), its parameters, its fitted attributes and, for the neural
-  estimators, the training history;
+  (one of skkp's estimators: the three of the core, ``FaceKeypointRegressor`` and
+  ``FaceDetector``), its parameters, its fitted attributes and, for the neural
+  estimators, the training history. Estimators inside an estimator (the regressor and
+  detector of a ``FaceKeypointRegressor``, a ``FrozenEstimator`` around a fitted model)
+  are nested documents of the same form;
 - ``arrays.npz``: every array, the network weights included, read back with
   ``numpy.load(..., allow_pickle=False)``.
 
@@ -28,19 +31,32 @@ __all__ = ["FORMAT_VERSION", "load", "save"]
 FORMAT_VERSION = 1
 _FORMAT = "skkp-estimator"
 #: The classes a file may name, and the module that defines each.
-_CLASSES = {"NoseKeypointRegressor": "keypoints", "FaceParser": "parsing", "MaskEdgeKeypoints": "edges"}
+_CLASSES = {"NoseKeypointRegressor": "keypoints", "FaceParser": "parsing", "MaskEdgeKeypoints": "edges",
+            "FaceKeypointRegressor": "faces", "FaceDetector": "detection"}
 _NOT_STATE = {"net_"}  # rebuilt from the weights
 
 
+def _class_name(estimator):
+    """The name under which ``estimator``'s class may be saved, or None for a foreign class."""
+    name = type(estimator).__name__
+    return name if _CLASSES.get(name) is not None and type(estimator).__module__ == f"skkp.{_CLASSES[name]}" else None
+
+
 class _Encoder:
-    """JSON-safe values, with arrays moved to the npz side: tuples, arrays, dicts and the keypoint
-    frame are tagged, so decoding gives back the same types."""
+    """JSON-safe values, with arrays moved to the npz side: tuples, arrays, dicts, the keypoint
+    frame, box calibrations and nested estimators are tagged, so decoding gives back the same
+    types. An estimator met twice (a FrozenEstimator that is both a parameter and the fitted
+    regressor) is written once and referred to after that."""
 
     def __init__(self):
         self.arrays = {}
+        self.seen = {}  # id(estimator) -> its reference number
 
     def __call__(self, value, where):
+        from sklearn.frozen import FrozenEstimator
+
         from ._keypoint_data import KeypointFrame
+        from .detection import BoxCalibration
 
         if value is None or isinstance(value, (bool, str)):
             return value
@@ -62,33 +78,116 @@ class _Encoder:
             return {"array": key}
         if isinstance(value, KeypointFrame):
             return {"KeypointFrame": {k: self(v, f"{where}.{k}") for k, v in vars(value).items()}}
-        raise TypeError(f"{where} is a {type(value).__name__}, which the safe format cannot hold; use parameters "
-                        f"made of numbers, str, lists, tuples and dicts (e.g. no callback objects in net_kwargs), "
-                        f"or joblib for files you keep to yourself.")
+        if isinstance(value, BoxCalibration):
+            return {"BoxCalibration": value.to_dict()}
+        if isinstance(value, FrozenEstimator) or _class_name(value) is not None:
+            if id(value) in self.seen:
+                return {"estimator_ref": self.seen[id(value)]}
+            self.seen[id(value)] = ref = len(self.seen)
+            if isinstance(value, FrozenEstimator):
+                return {"FrozenEstimator": self(value.estimator, f"{where}.estimator"), "ref": ref}
+            return {"estimator": _document(value, self, where), "ref": ref}
+        what = f"a {type(value).__name__}"
+        if callable(value) and not hasattr(value, "get_params"):
+            what = f"a function or callable ({getattr(value, '__name__', type(value).__name__)})"
+        raise TypeError(f"{where} is {what}, which the safe format cannot hold; use parameters made of "
+                        f"numbers, str, lists, tuples, dicts and skkp estimators (e.g. no callback objects in "
+                        f"net_kwargs, a detector backend name rather than a function), or joblib for files you "
+                        f"keep to yourself.")
 
 
-def _decode(value, arrays, where):
-    from ._keypoint_data import KeypointFrame
+def _document(estimator, encode, where=None):
+    """The JSON document of one skkp estimator: class, parameters, fitted state, and for the neural
+    estimators their weights (as keys into ``encode.arrays``) and history. ``where`` names a nested
+    estimator in error messages."""
+    name = _class_name(estimator)
+    if name is None:
+        raise TypeError(f"{where or 'estimator'} must be one of skkp's {sorted(_CLASSES)}, got "
+                        f"{type(estimator).__name__}.")
+    params = estimator.get_params(deep=False)
+    if hasattr(params.get("init"), "get_params"):
+        warnings.warn("init is an estimator object, which the safe format does not hold: the file says init=None "
+                      "(the fitted weights are saved; started_from_ records where they started). Pass init as a "
+                      "saved file's path or a shipped model's name to keep it.", UserWarning, stacklevel=4)
+        params["init"] = None
+    prefix = "" if where is None else f"{where}: "
+    document = {"class": name, "params": {k: encode(v, f"{prefix}parameter {k}") for k, v in params.items()},
+                "fitted": {k: encode(v, f"{prefix}attribute {k}") for k, v in vars(estimator).items()
+                           if k.endswith("_") and not k.startswith("_") and k not in _NOT_STATE}}
+    if hasattr(estimator, "net_"):
+        document["weights"] = {}
+        for key, tensor in estimator.net_.module_.state_dict().items():
+            array_key = f"w{len(encode.arrays)}"
+            encode.arrays[array_key] = tensor.detach().cpu().numpy()
+            document["weights"][key] = array_key
+        document["history"] = list(estimator.net_.history)  # numbers and str; numpy scalars via _history_value
+    return document
 
-    if isinstance(value, list):
-        return [_decode(v, arrays, where) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if len(value) == 1 and "tuple" in value:
-        return tuple(_decode(v, arrays, where) for v in value["tuple"])
-    if len(value) == 1 and "dict" in value:
-        return {k: _decode(v, arrays, f"{where}[{k!r}]") for k, v in value["dict"].items()}
-    if len(value) == 1 and "array" in value:
-        if value["array"] not in arrays:
-            raise ValueError(f"{where} refers to array {value['array']!r}, which the file does not hold.")
-        return arrays[value["array"]]
-    if set(value) == {"str_array", "shape"}:
-        return np.array(value["str_array"], dtype=object).reshape(value["shape"])
-    if len(value) == 1 and "KeypointFrame" in value:
-        frame = KeypointFrame.__new__(KeypointFrame)
-        frame.__dict__.update({k: _decode(v, arrays, where) for k, v in value["KeypointFrame"].items()})
-        return frame
-    raise ValueError(f"{where} holds an unknown value {str(value)[:80]}.")
+
+class _Decoder:
+    """The inverse of :class:`_Encoder`, building each nested estimator once, its network on ``device``."""
+
+    def __init__(self, arrays, path, device):
+        self.arrays, self.path, self.device = arrays, path, device
+        self.built = {}  # reference number -> estimator
+
+    def __call__(self, value, where):
+        from ._keypoint_data import KeypointFrame
+        from .detection import BoxCalibration
+
+        if isinstance(value, list):
+            return [self(v, where) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1 and "tuple" in value:
+            return tuple(self(v, where) for v in value["tuple"])
+        if len(value) == 1 and "dict" in value:
+            return {k: self(v, f"{where}[{k!r}]") for k, v in value["dict"].items()}
+        if len(value) == 1 and "array" in value:
+            if value["array"] not in self.arrays:
+                raise ValueError(f"{where} refers to array {value['array']!r}, which the file does not hold.")
+            return self.arrays[value["array"]]
+        if set(value) == {"str_array", "shape"}:
+            return np.array(value["str_array"], dtype=object).reshape(value["shape"])
+        if len(value) == 1 and "KeypointFrame" in value:
+            frame = KeypointFrame.__new__(KeypointFrame)
+            frame.__dict__.update({k: self(v, where) for k, v in value["KeypointFrame"].items()})
+            return frame
+        if len(value) == 1 and isinstance(value.get("BoxCalibration"), dict):
+            try:
+                return BoxCalibration(**value["BoxCalibration"])
+            except TypeError as exc:
+                raise ValueError(f"{where} holds a damaged box calibration: {exc}") from None
+        if len(value) == 1 and "estimator_ref" in value:
+            if value["estimator_ref"] not in self.built:
+                raise ValueError(f"{where} refers to estimator {value['estimator_ref']!r}, which the file does not "
+                                 f"hold before it.")
+            return self.built[value["estimator_ref"]]
+        if set(value) == {"FrozenEstimator", "ref"}:
+            from sklearn.frozen import FrozenEstimator
+
+            return self.built.setdefault(value["ref"], FrozenEstimator(self(value["FrozenEstimator"], where)))
+        if set(value) == {"estimator", "ref"} and isinstance(value["estimator"], dict):
+            return self.built.setdefault(value["ref"], self.estimator(value["estimator"], where))
+        raise ValueError(f"{where} holds an unknown value {str(value)[:80]}.")
+
+    def estimator(self, document, where=None):
+        """The estimator a :func:`_document` describes, with its fitted state and weights."""
+        import importlib
+
+        name = document.get("class")
+        if name not in _CLASSES:
+            raise ValueError(f"{self.path} names the class {name!r}{f' ({where})' if where else ''}; an skkp file "
+                             f"may only hold one of {sorted(_CLASSES)}.")
+        cls = getattr(importlib.import_module(f"skkp.{_CLASSES[name]}"), name)
+        estimator = cls(**{k: self(v, f"parameter {k}") for k, v in document.get("params", {}).items()})
+        for key, value in document.get("fitted", {}).items():
+            if not (isinstance(key, str) and key.endswith("_") and key.isidentifier() and not key.startswith("_")):
+                raise ValueError(f"{self.path} has an invalid attribute name {key!r}.")
+            setattr(estimator, key, self(value, f"attribute {key}"))
+        if "weights" in document:
+            _restore_net(estimator, document, self.arrays, self.path, self.device)
+        return estimator
 
 
 def save(estimator, path):
@@ -96,7 +195,10 @@ def save(estimator, path):
 
     Parameters
     ----------
-    estimator : NoseKeypointRegressor, FaceParser or MaskEdgeKeypoints
+    estimator : NoseKeypointRegressor, FaceParser, MaskEdgeKeypoints, FaceKeypointRegressor or FaceDetector
+        A ``FaceKeypointRegressor`` is saved with its regressor (which must be a skkp
+        estimator, or a ``FrozenEstimator`` around one), its detector (a backend name or
+        a :class:`~skkp.detection.FaceDetector`; not a function) and its box calibration.
     path : str or path-like
         The file to write (the ``.skkp`` suffix is usual, not required).
 
@@ -108,7 +210,7 @@ def save(estimator, path):
     ------
     TypeError
         For another class, or a parameter or attribute the format cannot hold
-        (e.g. callback objects in ``net_kwargs``).
+        (e.g. callback objects in ``net_kwargs``, a detector function).
 
     Examples
     --------
@@ -123,29 +225,9 @@ def save(estimator, path):
     >>> bool(np.allclose(again.predict(X[:2]), model.predict(X[:2])))
     True
     """
-    name = type(estimator).__name__
-    if _CLASSES.get(name) is None or type(estimator).__module__ != f"skkp.{_CLASSES[name]}":
-        raise TypeError(f"estimator must be one of skkp's {sorted(_CLASSES)}, got {type(estimator).__name__}.")
     encode = _Encoder()
-    params = estimator.get_params(deep=False)
-    if hasattr(params.get("init"), "get_params"):
-        warnings.warn("init is an estimator object, which the safe format does not hold: the file says init=None "
-                      "(the fitted weights are saved; started_from_ records where they started). Pass init as a "
-                      "saved file's path or a shipped model's name to keep it.", UserWarning, stacklevel=2)
-        params["init"] = None
-    params = {k: encode(v, f"parameter {k}") for k, v in params.items()}
-    fitted = {k: encode(v, f"attribute {k}") for k, v in vars(estimator).items()
-              if k.endswith("_") and not k.startswith("_") and k not in _NOT_STATE}
     document = {"format": _FORMAT, "format_version": FORMAT_VERSION, "skkp_version": __version__,
-                "class": name, "params": params, "fitted": fitted}
-    if hasattr(estimator, "net_"):
-        weights = estimator.net_.module_.state_dict()
-        document["weights"] = {}
-        for key, tensor in weights.items():
-            array_key = f"w{len(encode.arrays)}"
-            encode.arrays[array_key] = tensor.detach().cpu().numpy()
-            document["weights"][key] = array_key
-        document["history"] = list(estimator.net_.history)  # numbers and str; numpy scalars via _history_value
+                **_document(estimator, encode)}
     buffer = io.BytesIO()
     np.savez(buffer, **encode.arrays)
     path = Path(path)
@@ -221,23 +303,12 @@ def load(path, device="auto"):
         names a class outside skkp, has weights that do not fit its network, or uses
         a newer format version.
     """
-    import importlib
-    import warnings
-
     document, arrays = _read(path)
-    name = document["class"]
-    cls = getattr(importlib.import_module(f"skkp.{_CLASSES[name]}"), name)
-    estimator = cls(**{k: _decode(v, arrays, f"parameter {k}") for k, v in document.get("params", {}).items()})
-    for key, value in document.get("fitted", {}).items():
-        if not (isinstance(key, str) and key.endswith("_") and key.isidentifier() and not key.startswith("_")):
-            raise ValueError(f"{path} has an invalid attribute name {key!r}.")
-        setattr(estimator, key, _decode(value, arrays, f"attribute {key}"))
+    estimator = _Decoder(arrays, path, device).estimator(document)
     saved = document.get("skkp_version")
     if saved != __version__:
         warnings.warn(f"{path} was saved with skkp {saved} and is loaded with skkp {__version__}; results may "
                       f"differ.", UserWarning, stacklevel=2)
-    if "weights" in document:
-        _restore_net(estimator, document, arrays, path, device)
     return estimator
 
 

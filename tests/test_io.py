@@ -190,3 +190,64 @@ def test_loading_leaves_the_global_torch_generator_alone(models, tmp_path):
     state = torch.get_rng_state().clone()
     skkp.load(path)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+# ----------------------------------------------------------------------------- estimators inside estimators
+def test_face_keypoint_regressor_round_trips_with_its_regressor_detector_and_calibration(noses, tmp_path):
+    from sklearn.frozen import FrozenEstimator
+
+    from skkp.detection import BoxCalibration, FaceDetector
+    from skkp.faces import FaceKeypointRegressor
+
+    X, y = noses
+    photos = np.full((len(X), 70, 90), 30, np.uint8)
+    photos[:, 10:42, 40:72] = X
+    points = y.reshape(len(X), -1, 2) + [40, 10]
+    inner = NoseKeypointRegressor(architecture="cnn", image_size=32, max_epochs=1, random_state=0, device="cpu")
+    with pytest.warns(UserWarning, match="identity"):  # the cascade finds no face in these pictures
+        model = FaceKeypointRegressor(inner, detector=FaceDetector("skimage", min_size=30), size=32,
+                                      random_state=0).fit(photos, points)
+    model.calibration_ = BoxCalibration(dx=0.01, dy=0.1, scale_x=0.9, scale_y=0.8, n_boxes=7)  # as if learnt
+    again = skkp.load(skkp.save(model, tmp_path / "face.skkp"))
+    assert type(again) is FaceKeypointRegressor and again.calibration_ == model.calibration_
+    assert again.detector_.get_params() == model.detector_.get_params() and again.y_ndim_ == 3
+    assert again.get_params()["regressor__max_epochs"] == 1 and not hasattr(again.regressor, "net_")
+    boxes = np.tile([40.0, 10, 32, 32], (4, 1))
+    np.testing.assert_array_equal(again.predict(photos[:4], boxes=boxes), model.predict(photos[:4], boxes=boxes))
+    # a fitted model in a FrozenEstimator is both the parameter and the fitted regressor: stored once
+    frozen = FaceKeypointRegressor.from_regressor(model.regressor_, detector="skimage", calibration=model.calibration_)
+    path = skkp.save(frozen, tmp_path / "frozen.skkp")
+    assert path.stat().st_size < 1.1 * (tmp_path / "face.skkp").stat().st_size
+    back = skkp.load(path)
+    assert isinstance(back.regressor_, FrozenEstimator) and back.regressor_ is back.regressor
+    np.testing.assert_array_equal(back.predict(photos[:4], boxes=boxes), frozen.predict(photos[:4], boxes=boxes))
+
+
+def test_what_a_face_model_cannot_hold_is_a_type_error_and_tampering_a_value_error(models, tmp_path):
+    from skkp.faces import FaceKeypointRegressor
+
+    est, _ = models["keypoints"]
+    with pytest.raises(TypeError, match="parameter detector is a function"):
+        skkp.save(FaceKeypointRegressor.from_regressor(est, detector=lambda image: []), tmp_path / "x.skkp")
+    with pytest.raises(TypeError, match="parameter regressor is a _NotSkkp.*skkp estimators"):
+        skkp.save(FaceKeypointRegressor(regressor=_NotSkkp()), tmp_path / "x.skkp")
+    path = skkp.save(FaceKeypointRegressor.from_regressor(est, detector="skimage"), tmp_path / "f.skkp")
+
+    def foreign_inner(doc):
+        doc["fitted"]["detector_"]["estimator"]["class"] = "subprocess.Popen"
+        return doc
+
+    _rewrite(path, document=foreign_inner)
+    with pytest.raises(ValueError, match="names the class 'subprocess.Popen'"):
+        skkp.load(path)
+
+
+class _NotSkkp:
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return X
+
+    def get_params(self, deep=True):
+        return {}
