@@ -60,37 +60,31 @@ def _cmd_demo(args):
 
 
 def _load_training_data(args):
+    """``(X, y, groups, schema, photos)``: ``photos`` is True when X holds whole photos (images of
+    several sizes, or ``--crop``), which a FaceKeypointRegressor crops around their landmarks."""
     import numpy as np
 
-    from .datasets import crop_faces, load_kaggle_facial_keypoints, load_landmarks_csv
+    from .datasets import load_kaggle_facial_keypoints, load_landmarks_csv
 
     if args.kaggle:
         data = load_kaggle_facial_keypoints(args.kaggle, errors=args.errors)
-        return data.images, data.keypoints, None, "kaggle15"
+        return data.images, data.keypoints, None, "kaggle15", False
     if not (args.landmarks and args.images):
         raise CLIError("give --landmarks CSV with --images DIR, or --kaggle CSV")
     data = load_landmarks_csv(args.landmarks, args.images, gray=True, errors=args.errors)
     y = data.keypoints
+    schema = "ibug68" if y.shape[1] == 136 else None
     if args.points:
         idx = _parse_points(args.points, y.shape[1] // 2)
-        sel = np.ravel([[2 * i, 2 * i + 1] for i in idx])
-    shapes = {im.shape[:2] for im in data.images}
-    if args.crop or len(shapes) > 1:
-        # Square crops around the full landmark extent (any detector box would do the same job).
-        crops = crop_faces(data.images, keypoints=y, size=args.image_size, margin=args.margin)
-        X, y = crops.images, crops.keypoints
-    else:
-        X = np.stack(data.images)
-    schema = None
-    if args.points:
-        y = y[:, sel]
+        y = y[:, np.ravel([[2 * i, 2 * i + 1] for i in idx])]
+        schema = None
         if data.keypoints.shape[1] == 136:  # an iBUG 68 CSV: the points keep their iBUG names
             from .schemas import IBUG68_NOSE, IBUG68_SCHEMA
 
             schema = "ibug68_nose" if idx == list(IBUG68_NOSE) else IBUG68_SCHEMA.subset(idx, "ibug68_points")
-    elif data.keypoints.shape[1] == 136:
-        schema = "ibug68"
-    return X, y, data.groups, schema  # person ids from the file names: validation holds out people
+    photos = args.crop or len({im.shape[:2] for im in data.images}) > 1
+    X = list(data.images) if photos else np.stack(data.images)
+    return X, y, data.groups, schema, photos  # person ids from the file names: validation holds out people
 
 
 def _cmd_train(args):
@@ -99,8 +93,7 @@ def _cmd_train(args):
     if args.points:
         _parse_points(args.points)  # the syntax, before reading any data
     _check_writable(args.model, "--model")
-    X, y, groups, schema = _load_training_data(args)
-    print(f"Training on {len(X)} images of {X.shape[1]}x{X.shape[2]} with {y.shape[1] // 2} keypoints.")
+    X, y, groups, schema, photos = _load_training_data(args)
     options = {name: value for name, value in (("architecture", args.architecture), ("image_size", args.image_size),
                                                ("max_epochs", args.epochs), ("batch_size", args.batch_size),
                                                ("lr", args.lr)) if value is not None}
@@ -108,21 +101,36 @@ def _cmd_train(args):
         print(f"Starting from {args.init} (fine-tuning).")
     model = NoseKeypointRegressor(**options, schema=schema, device=args.device, random_state=args.seed,
                                   verbose=int(not args.quiet), init=args.init)
+    if photos:
+        from .detection import FaceDetector
+        from .faces import FaceKeypointRegressor
+
+        print(f"Training on {len(X)} photos with {y.shape[1] // 2} keypoints: each face is cropped to "
+              f"{args.image_size}x{args.image_size} around its landmarks (margin {args.margin}), and the "
+              f"{args.detector} face detector's boxes are calibrated to those crops.")
+        model = FaceKeypointRegressor(model, detector=FaceDetector(args.detector, model=args.detector_model),
+                                      margin=args.margin, size=args.image_size, random_state=args.seed)
+    else:
+        print(f"Training on {len(X)} images of {X.shape[1]}x{X.shape[2]} with {y.shape[1] // 2} keypoints.")
     model.fit(X, y, groups=groups)
-    if model.fit_interrupted_ and not args.save_partial:
+    crop_model = _crop_model(model)
+    if crop_model.fit_interrupted_ and not args.save_partial:
         from ._training import epochs_done
 
-        print(f"skkp train: interrupted after {epochs_done(model.history_)} epoch(s); {args.model} was not written "
-              f"(pass --save-partial to keep a partly trained model).", file=sys.stderr)
+        print(f"skkp train: interrupted after {epochs_done(crop_model.history_)} epoch(s); {args.model} was not "
+              f"written (pass --save-partial to keep a partly trained model).", file=sys.stderr)
         return 130
     _save_model(model, args.model)
     print(f"Saved the model to {args.model}.")
-    print(_baseline_line(model))
+    if photos:
+        print(f"The detector found the labelled face in {100 * model.detection_rate_:.0f}% of the photos searched; "
+              f"box calibration: {model.calibration_}. skkp predict PHOTOS_DIR|VIDEO --model {args.model} uses both.")
+    print(_baseline_line(crop_model))
     curves = Path(args.model).with_name(Path(args.model).stem + "_history.png")
     try:
         from .plotting import plot_history
 
-        plot_history(model.history_, curves, title=f"skkp train: {Path(args.model).name}")
+        plot_history(crop_model.history_, curves, title=f"skkp train: {Path(args.model).name}")
         print(f"Training curves (loss and MAE per epoch) in {curves}.")
     except ImportError:
         print('Training curves not drawn: pip install "skkp[plot]" for matplotlib.')
@@ -170,9 +178,9 @@ def _save_model(model, path):
 
 
 def _load_keypoint_model(path, allow_onnx=True):
-    """A fitted NoseKeypointRegressor from a shipped model's name, a file in skkp's safe format, or a
-    joblib file (or, with ``allow_onnx``, a keypoint model exported to .onnx); or a CLIError naming
-    the file."""
+    """A fitted NoseKeypointRegressor or FaceKeypointRegressor from a shipped model's name, a file in
+    skkp's safe format, or a joblib file (or, with ``allow_onnx``, a keypoint model exported to .onnx);
+    or a CLIError naming the file."""
     import zipfile
 
     from .pretrained import list_models, load_model
@@ -188,6 +196,7 @@ def _load_keypoint_model(path, allow_onnx=True):
         if not isinstance(model, onnx.OnnxKeypointModel):
             raise CLIError(f"{path} holds an exported {type(model).__name__}, not a keypoint model")
         return model
+    from .faces import FaceKeypointRegressor
     from .keypoints import NoseKeypointRegressor
 
     try:
@@ -202,47 +211,88 @@ def _load_keypoint_model(path, allow_onnx=True):
     except Exception as exc:  # a CSV, an empty or truncated file, a pickle of something else
         raise CLIError(f"{path} is not a model saved by skkp train, skkp.save or joblib.dump "
                        f"({type(exc).__name__}: {exc})") from None
-    if not isinstance(model, NoseKeypointRegressor) or not hasattr(model, "net_"):
-        raise CLIError(f"{path} holds a {type(model).__name__}, not a fitted NoseKeypointRegressor")
+    fitted = hasattr(model, "regressor_") if isinstance(model, FaceKeypointRegressor) else hasattr(model, "net_")
+    if not isinstance(model, (NoseKeypointRegressor, FaceKeypointRegressor)) or not fitted:
+        raise CLIError(f"{path} holds a {type(model).__name__}, not a fitted NoseKeypointRegressor or "
+                       f"FaceKeypointRegressor")
     return model
 
 
-def _photo_faces(model, photo, size, margin, refine, max_faces=None, min_score=0.0):
-    """``[(box xywh, score, points (2K,))]`` for every face :func:`skkp.detect_faces` finds on ``photo``
-    (best first), framed from its box and refined on its points (:func:`skkp.faces.predict_in_boxes`)."""
-    from .detection import detect_faces, xywh_to_xyxy
-    from .faces import predict_in_boxes
+def _crop_model(model):
+    """The model that predicts on face crops: the regressor inside a FaceKeypointRegressor."""
+    from .faces import FaceKeypointRegressor
 
-    found = detect_faces([photo])[0]  # best first
-    return [(face[:4], float(face[4]), predict_in_boxes(model, [photo], xywh_to_xyxy(face[None, :4]), size, margin,
-                                                         refine)[0])
-            for face in found[found[:, 4] >= min_score][:max_faces]]
+    return model.regressor_ if isinstance(model, FaceKeypointRegressor) else model
 
 
-def _cmd_predict_photos(args):
+def _photo_model(model, args):
+    """A fitted FaceKeypointRegressor for photos and videos: a saved one as it is (its detector and
+    box calibration), or a crop model framed from detector boxes and refined on its points
+    (:meth:`skkp.faces.FaceKeypointRegressor.from_regressor`). ``--refine`` overrides either."""
+    from .faces import FaceKeypointRegressor
+
+    if isinstance(model, FaceKeypointRegressor):
+        if args.refine is not None:
+            model.set_params(refine=args.refine)
+        return model
+    from .detection import FaceDetector
+
+    detector = FaceDetector(args.detector, model=args.detector_model)
+    try:
+        detector.backend_  # noqa: B018  (a missing YuNet file or OpenCV backend fails here, in one line)
+    except (ValueError, ImportError, OSError) as exc:
+        raise CLIError(f"--detector {args.detector}: {exc}") from None
+    return FaceKeypointRegressor.from_regressor(model, detector=detector, margin=args.margin,
+                                                refine=2 if args.refine is None else args.refine)
+
+
+def _photo_faces(model, photo, max_faces=None, min_score=0.0):
+    """``[(box xywh, score, points (2K,))]`` for every face of ``photo`` that the photo ``model``'s
+    detector finds with at least ``min_score`` (best first, at most ``max_faces``)."""
+    found = model.detector_.detect(photo)
+    found = found[found[:, 4] >= min_score][:max_faces]
+    points, boxes = model.predict_faces([photo], boxes=[found])
+    return [(box[:4], float(box[4]), p.reshape(-1)) for p, box in zip(points[0], boxes[0])]
+
+
+def _photo_files(path):
+    """The image files of a folder (sorted), or the one image file given."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise CLIError(f"photo folder or video file {path} not found")
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}")
+    return files
+
+
+def _make_out_dir(out, what="--out"):
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"{what} {out} cannot be made: {exc.strerror or exc}") from None
+
+
+def _point_header(n_points):
+    return [f"{a}{i}" for i in range(n_points) for a in "xy"]
+
+
+def _cmd_predict_photos(args, files):
     """``skkp predict PHOTOS_DIR``: detect every face of every photo, then its points."""
     import cv2
     from tqdm import tqdm
 
-    from .plotting import draw_keypoints, save_png
+    from .plotting import save_png
 
-    folder = Path(args.photos)
-    if not folder.is_dir():
-        raise CLIError(f"photo folder {folder} not found")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}")
-    model = _load_keypoint_model(args.model)
+    model = _photo_model(_load_keypoint_model(args.model), args)
     out = Path(args.out or "skkp-predictions")
-    try:
-        (out / "overlays" if args.overlays else out).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CLIError(f"--out {out} cannot be made: {exc.strerror or exc}") from None
-    n_points = model.n_outputs_ // 2
+    _make_out_dir(out / "overlays" if args.overlays else out)
     unreadable, faceless, n_faces = [], [], 0
     with open(out / "points.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["image", "face", "x", "y", "w", "h", "score"] + [f"{a}{i}" for i in range(n_points) for a in "xy"])
+        writer.writerow(["image", "face", "x", "y", "w", "h", "score"] + _point_header(model.n_keypoints_))
         for path in tqdm(files, desc="predict", disable=args.quiet):
             try:
                 bgr = _read_image(path, gray=False)
@@ -250,8 +300,7 @@ def _cmd_predict_photos(args):
                 unreadable.append(f"{path.name} ({exc})")
                 continue
             photo = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            faces = _photo_faces(model, photo, int(model.image_size), args.margin, args.refine,
-                                 args.max_faces or None, args.min_score)
+            faces = _photo_faces(model, photo, args.max_faces or None, args.min_score)
             if not faces:
                 faceless.append(path.name)
             for i, (box, score, points) in enumerate(faces):
@@ -261,9 +310,7 @@ def _cmd_predict_photos(args):
             if args.overlays:
                 picture = photo.copy()
                 for box, _, points in faces:
-                    x, y, w, h = (int(round(v)) for v in box)
-                    cv2.rectangle(picture, (x, y), (x + w, y + h), (0, 114, 178), 1)
-                    picture = draw_keypoints(picture, points)
+                    picture = _draw_face(picture, box, points)
                 save_png(out / "overlays" / (path.stem + ".png"), picture)
     print(f"Wrote {n_faces} face(s) from {len(files) - len(unreadable)} image(s) to {out / 'points.csv'}"
           + (f"; overlays in {out / 'overlays'}" if args.overlays else "") + ".")
@@ -276,6 +323,77 @@ def _cmd_predict_photos(args):
     return 0
 
 
+def _draw_face(picture, box, points):
+    """``picture`` (RGB) with the face box and its points drawn on a copy."""
+    import cv2
+    import numpy as np
+
+    from .plotting import draw_keypoints
+
+    if not np.isfinite(box).all():
+        return picture
+    x, y, w, h = (int(round(v)) for v in box)
+    picture = picture.copy()
+    cv2.rectangle(picture, (x, y), (x + w, y + h), (0, 114, 178), 1)
+    radius = max(1.0, min(w, h) / 60)  # points sized by the face, so they stay apart on small faces
+    return draw_keypoints(picture, points, radius=radius) if np.isfinite(points).any() else picture
+
+
+def _cmd_predict_video(args, path):
+    """``skkp predict VIDEO_FILE``: follow one face through the frames, smooth its points, write a CSV
+    row per frame and an overlay video."""
+    import cv2
+    from tqdm import tqdm
+
+    from .video import FaceTracker, OneEuroFilter, read_video
+
+    try:
+        frames, fps = read_video(path)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    model = _photo_model(_load_keypoint_model(args.model), args)
+    smoother = None
+    if args.smooth == "one-euro":
+        try:
+            smoother = OneEuroFilter(min_cutoff=args.min_cutoff, beta=args.beta)
+        except ValueError as exc:
+            raise CLIError(f"--min-cutoff/--beta: {exc}") from None
+    if args.detect_every < 0:
+        raise CLIError(f"--detect-every must be >= 0, got {args.detect_every}")
+    out = Path(args.out or "skkp-predictions")
+    _make_out_dir(out)
+    overlays = args.overlays is not False  # on by default for a video
+    writer, statuses = None, {"detected": 0, "tracked": 0, "none": 0}
+    total = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    tracker = FaceTracker(model, smoother=smoother, detect_every=args.detect_every)
+    with open(out / "points.csv", "w", newline="") as fh:
+        rows = csv.writer(fh)
+        rows.writerow(["frame", "time_s", "status", "x", "y", "w", "h"] + _point_header(model.n_keypoints_))
+        try:
+            for i, frame in enumerate(tqdm(frames, total=total, desc="predict", disable=args.quiet)):
+                found = tracker.update(frame, i / fps)
+                statuses[found.status] += 1
+                rows.writerow([i, f"{i / fps:.3f}", found.status] + [f"{v:.1f}" for v in found.box]
+                              + [f"{v:.2f}" for v in found.points])
+                if overlays:
+                    if writer is None:
+                        writer = cv2.VideoWriter(str(out / "overlay.avi"), cv2.VideoWriter_fourcc(*"MJPG"), fps,
+                                                 (frame.shape[1], frame.shape[0]))
+                        if not writer.isOpened():
+                            raise CLIError(f"cannot write {out / 'overlay.avi'} (OpenCV has no MJPG video writer)")
+                    picture = _draw_face(frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB),
+                                         found.box, found.points)
+                    writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        finally:
+            if writer is not None:
+                writer.release()
+    n = sum(statuses.values())
+    print(f"Wrote {n} frame(s) of {path.name} ({fps:.1f} fps) to {out / 'points.csv'}"
+          + (f" and {out / 'overlay.avi'}" if overlays else "") + f": the face was detected in {statuses['detected']}, "
+          f"tracked in {statuses['tracked']}, not found in {statuses['none']}.")
+    return 0
+
+
 def _cmd_predict(args):
     import numpy as np
     from tqdm import tqdm
@@ -283,14 +401,17 @@ def _cmd_predict(args):
     from .plotting import draw_keypoints, save_png
 
     if args.photos:
-        return _cmd_predict_photos(args)
+        path = Path(args.photos)
+        if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+            return _cmd_predict_video(args, path)
+        return _cmd_predict_photos(args, _photo_files(path))
     if not args.images:
-        raise CLIError("give a PHOTOS_DIR (faces are detected) or --images DIR of face crops")
+        raise CLIError("give a PHOTOS_DIR or VIDEO_FILE (faces are detected) or --images DIR of face crops")
     folder = Path(args.images)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files:
         raise CLIError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}")
-    model = _load_keypoint_model(args.model)
+    model = _crop_model(_load_keypoint_model(args.model))
     n_points = model.n_outputs_ // 2
     out = Path(args.out or "predictions.csv")
     _check_writable(out, "--out")
@@ -317,15 +438,25 @@ def _cmd_export(args):
 
     from .onnx import export
 
+    from .faces import FaceKeypointRegressor
+
     if Path(args.model).is_file() and zipfile.is_zipfile(args.model):
         from .io import load
 
-        model = load(args.model)  # a keypoint model or a FaceParser
+        model = load(args.model)  # a keypoint model, a FaceParser, or a FaceKeypointRegressor
     else:  # a shipped name or a joblib file; says which file is missing
         model = _load_keypoint_model(args.model, allow_onnx=False)
+    note = ""
+    if isinstance(model, FaceKeypointRegressor):
+        calibration = model.calibration_
+        model = getattr(model.regressor_, "estimator", model.regressor_)  # unwrap a FrozenEstimator
+        note = (f" It holds the crop model only: the face detector and its box calibration ({calibration}) are not "
+                f"in the ONNX file, so skkp predict --model on it frames faces from detector boxes refined on the "
+                f"points.")
     _check_writable(args.out, "OUT")
     path = export(model, args.out)
-    print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB); read it with skkp.onnx.load, or skkp predict --model {path}.")
+    print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB); read it with skkp.onnx.load, or skkp predict --model "
+          f"{path}.{note}")
     return 0
 
 
@@ -382,14 +513,21 @@ def build_parser():
     t = sub.add_parser("train", help="train a keypoint model on an image folder + landmark CSV, or a Kaggle CSV",
                        description="Train a NoseKeypointRegressor (from scratch, or fine-tuned from --init) and "
                                    "save it in skkp's safe format (joblib for a .joblib name). Images of "
-                                   "different sizes (or --crop) are cropped square around their landmarks. "
-                                   "Network options default to the estimator's own defaults.",
+                                   "different sizes (or --crop) are whole photos: a FaceKeypointRegressor crops "
+                                   "each face square around its landmarks, learns how the face detector's boxes "
+                                   "map onto those crops, and is saved with them, ready for skkp predict "
+                                   "PHOTOS_DIR|VIDEO_FILE. Network options default to the estimator's own defaults.",
                        formatter_class=_DefaultsFormatter)
     t.add_argument("--images", help="folder of images named in the landmark CSV")
     t.add_argument("--landmarks", help="CSV: image file name, then x0,y0,x1,y1,... per row")
     t.add_argument("--kaggle", help="Kaggle facial keypoints training.csv (instead of --images/--landmarks)")
     t.add_argument("--points", help="keypoint indices to train on, e.g. 27-35 for the iBUG-68 nose")
-    t.add_argument("--crop", action="store_true", help="crop faces around their landmarks first")
+    t.add_argument("--crop", action="store_true",
+                   help="the images are whole photos (as when their sizes differ): train a FaceKeypointRegressor "
+                        "that crops each face around its landmarks and calibrates the face detector to those crops")
+    t.add_argument("--detector", default="auto", choices=["auto", "skimage", "opencv-haar", "yunet"],
+                   help="photos: the face detector calibrated and saved with the model")
+    t.add_argument("--detector-model", default=None, help="photos: the YuNet ONNX file for --detector yunet")
     defaults = _estimator_defaults()
     t.add_argument("--margin", type=float, default=0.25, help="crop margin, a fraction of the face size")
     t.add_argument("--model", default="model.skkp",
@@ -411,28 +549,51 @@ def build_parser():
     t.add_argument("--quiet", action="store_true", help="no per-epoch log")
     t.set_defaults(func=_cmd_train)
 
-    r = sub.add_parser("predict", help="predict keypoints for a folder of photos (faces detected) or of face crops",
-                       description="Predict keypoints with a saved model. `skkp predict PHOTOS_DIR` finds every face "
-                                   "of every photo (any size, colour or gray) with skkp.detect_faces, frames it as "
-                                   "the model's training crops (refined on the predicted points) and writes "
+    r = sub.add_parser("predict", help="keypoints on a folder of photos or a video (faces detected), or on face crops",
+                       description="Predict keypoints with a saved model. `skkp predict PHOTOS_DIR` (or one photo) "
+                                   "finds every face of every photo (any size, colour or gray) and writes "
                                    "OUT/points.csv (image, face, box, score, x0, y0, ...), with an overlay per photo "
-                                   "under --overlays. `--images DIR` predicts on images already framed like the "
-                                   "training images (face crops), one row per image.")
-    r.add_argument("photos", nargs="?", metavar="PHOTOS_DIR", help="folder of photos: faces are detected")
+                                   "under --overlays. `skkp predict VIDEO_FILE` follows one face through the "
+                                   "frames (detected on the first frame and whenever the track is lost, otherwise "
+                                   "framed on the previous frame's points), smooths its points over time with a "
+                                   "One Euro filter, and writes OUT/points.csv (one row per frame) and "
+                                   "OUT/overlay.avi. A model saved from photos (skkp train on photos, "
+                                   "FaceKeypointRegressor) frames faces with its own detector and box calibration; "
+                                   "a crop model frames them from the detector's box, refined on its points. "
+                                   "`--images DIR` predicts on images already framed like the training images "
+                                   "(face crops), one row per image.",
+                       formatter_class=_DefaultsFormatter)
+    r.add_argument("photos", nargs="?", metavar="PHOTOS_DIR|VIDEO_FILE",
+                   help="a folder of photos, one photo, or a video file: faces are detected")
     r.add_argument("--model", required=True,
                    help="model saved by `skkp train`, skkp.save or joblib.dump, an .onnx file from `skkp export`, "
                         "or a shipped model's name")
     r.add_argument("--images", help="folder of face crops (instead of PHOTOS_DIR)")
     r.add_argument("--out", default=None,
-                   help="with PHOTOS_DIR: output folder (default skkp-predictions); with --images: the CSV "
-                        "(default predictions.csv)")
-    r.add_argument("--overlays", action="store_true", help="with PHOTOS_DIR: write OUT/overlays/NAME.png")
-    r.add_argument("--margin", type=float, default=0.25, help="with PHOTOS_DIR: crop margin of the model's training crops")
-    r.add_argument("--refine", type=int, default=2,
-                   help="with PHOTOS_DIR: times each face is re-framed on its predicted points")
-    r.add_argument("--max-faces", type=int, default=0, help="with PHOTOS_DIR: keep the best N faces per photo (0: all)")
+                   help="with PHOTOS_DIR or VIDEO_FILE: output folder (default skkp-predictions); with --images: "
+                        "the CSV (default predictions.csv)")
+    r.add_argument("--overlays", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw the boxes and points: OUT/overlays/NAME.png per photo (off by default), "
+                        "OUT/overlay.avi for a video (on by default)")
+    r.add_argument("--detector", default="auto", choices=["auto", "skimage", "opencv-haar", "yunet"],
+                   help="face detector for a crop model (a model saved from photos brings its own)")
+    r.add_argument("--detector-model", default=None, help="the YuNet ONNX file for --detector yunet")
+    r.add_argument("--margin", type=float, default=0.25,
+                   help="crop margin of a crop model's training crops (a model saved from photos knows its own)")
+    r.add_argument("--refine", type=int, default=None,
+                   help="times each detected face is re-framed on its predicted points (default: 2 for a crop "
+                        "model, the saved model's own otherwise)")
+    r.add_argument("--max-faces", type=int, default=0, help="photos: keep the best N faces per photo (0: all)")
     r.add_argument("--min-score", type=float, default=0.0,
-                   help="with PHOTOS_DIR: drop detections scored lower (see skkp.detect_faces)")
+                   help="photos: drop detections scored lower (see skkp.detect_faces)")
+    r.add_argument("--smooth", choices=["one-euro", "none"], default="one-euro",
+                   help="video: smoothing of the points over time (skkp.video.OneEuroFilter)")
+    r.add_argument("--min-cutoff", type=float, default=1.0,
+                   help="video: One Euro cut-off in Hz for a still face (lower: smoother, more lag)")
+    r.add_argument("--beta", type=float, default=2.0,
+                   help="video: One Euro speed coefficient (higher: less lag when the face moves)")
+    r.add_argument("--detect-every", type=int, default=30,
+                   help="video: frames between detector checks of the track (0: only when it is lost)")
     r.add_argument("--overlay-dir", help="with --images: also write PNGs with the points drawn into this folder")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_cmd_predict)

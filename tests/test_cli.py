@@ -239,8 +239,8 @@ def test_train_fine_tunes_a_saved_model_into_the_safe_format(landmark_folder, tm
     assert zipfile.is_zipfile(first)  # skkp.save, not a pickle
     assert main(["train", *common, "--points", "0-4", "--init", str(first), "--model", str(second)]) == 0
     assert "Starting from" in capsys.readouterr().out
-    model = skkp.load(second)
-    assert model.started_from_ == f"{first} (new output layer)" and model.n_keypoints_ == 5
+    model = skkp.load(second)  # images of two sizes are photos: a FaceKeypointRegressor around the crop model
+    assert model.regressor_.started_from_ == f"{first} (new output layer)" and model.n_keypoints_ == 5
     out_csv = tmp_path / "pred.csv"
     assert main(["predict", "--model", str(second), "--images", str(folder), "--out", str(out_csv), "--quiet"]) == 0
     assert len(out_csv.read_text().splitlines()) == 25
@@ -301,3 +301,35 @@ def test_predict_on_a_folder_of_photos_detects_the_faces(tmp_path, capsys):
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["astronaut.png", "small_gray.png"]
     _one_line_error(capsys, main(["predict", str(tmp_path / "nowhere"), "--model", "ibug68_face"]), "not found")
     _one_line_error(capsys, main(["predict", "--model", "ibug68_face"]), "PHOTOS_DIR")
+
+
+def test_train_on_real_photos_saves_a_calibrated_face_model_that_predict_uses(ytf68_dir, tmp_path, capsys):
+    """Whole ytf68 frames (sizes differ): train crops them, calibrates the detector, saves both; predict
+    PHOTOS_DIR then frames faces with that calibration."""
+    import skkp
+    from skkp.faces import FaceKeypointRegressor
+
+    lines = (ytf68_dir / "keypoints.csv").read_text().splitlines()
+    (tmp_path / "subset.csv").write_text("\n".join([lines[0]] + lines[1:1 + 30 * 97:97]) + "\n")
+    model_path = tmp_path / "nose.skkp"
+    code = main(["train", "--images", str(ytf68_dir / "images"), "--landmarks", str(tmp_path / "subset.csv"),
+                 "--points", "27-35", "--architecture", "cnn", "--image-size", "32", "--epochs", "1",
+                 "--detector", "skimage", "--model", str(model_path), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "Training on 30 photos" in out and "box calibration" in out
+    model = skkp.load(model_path)
+    assert isinstance(model, FaceKeypointRegressor) and model.detector_.backend == "skimage"
+    assert model.calibration_.n_boxes >= 15 and model.detection_rate_ >= 0.5 and model.n_keypoints_ == 9
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = [line.split(",")[0] for line in lines[1 + 5:1 + 30 * 97:97 * 6]]
+    for name in names:
+        (photos / name).write_bytes((ytf68_dir / "images" / name).read_bytes())
+    assert main(["predict", str(photos), "--model", str(model_path), "--out", str(tmp_path / "out"), "--quiet",
+                 "--max-faces", "1"]) == 0
+    with open(tmp_path / "out" / "points.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= len(names) - 2 and len(rows[0]) == 7 + 18
+    # the boxes written are the calibrated ones: the nose box is much smaller than the detector's face box
+    raw = skkp.detect_faces([cv2.imread(str(photos / rows[0]["image"]))[:, :, ::-1]], backend="skimage")[0][0]
+    assert float(rows[0]["w"]) < 0.6 * raw[2]
