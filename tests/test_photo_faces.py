@@ -321,3 +321,59 @@ def test_calibration_searches_at_most_max_calibration_images_and_auto_is_resolve
     with pytest.warns(UserWarning, match="identity"):
         auto = FaceKeypointRegressor(MeanRegressor(), detector="auto", jitter=0.0).fit(images[:2], points[:2])
     assert auto.detector_.backend in ("skimage", "opencv-haar") and auto.detector == "auto"
+
+
+class ShiftedMean(MeanRegressor):
+    """MeanRegressor plus ``shift`` pixels on every coordinate: a parameter for searches to tune."""
+
+    def __init__(self, shift=0.0):
+        self.shift = shift
+
+    def predict(self, X):
+        return super().predict(X) + self.shift
+
+
+def test_searches_pipelines_and_cross_validation_reach_the_inner_estimators():
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    images, points = scenes(12, seed=11)
+    model = FaceKeypointRegressor(ShiftedMean(), detector=FaceDetector(rect_detector), jitter=0.0)
+    blind = lambda image: []  # noqa: E731  (a detector that finds nothing: NaN predictions, the worst score)
+    search = GridSearchCV(model, {"regressor__shift": [3.0, 0.0], "detector__backend": [blind, rect_detector]}, cv=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the blind detector's warnings
+        search.fit(images, points)
+    assert search.best_params_ == {"regressor__shift": 0.0, "detector__backend": rect_detector}
+    assert search.best_score_ == pytest.approx(1.0)
+    scores = cross_val_score(model, images, points, cv=3)
+    assert scores == pytest.approx([1.0] * 3)
+    pipe = make_pipeline(FunctionTransformer(lambda ims: [np.asarray(im) for im in ims]), model).fit(images, points)
+    np.testing.assert_allclose(pipe.predict(images[:3]), points[:3], atol=1e-8)
+
+
+def test_joblib_round_trip_in_a_fresh_process(tmp_path):
+    import subprocess
+    import sys
+
+    import joblib
+
+    from skkp import NoseKeypointRegressor
+
+    noses, nose_points = make_noses(24, image_size=32, random_state=0)
+    photos = np.full((24, 60, 80), 30, np.uint8)
+    photos[:, 10:42, 30:62] = noses
+    inner = NoseKeypointRegressor(architecture="cnn", image_size=32, max_epochs=1, random_state=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # what the cascade makes of synthetic noses does not matter
+        model = FaceKeypointRegressor(inner, detector=FaceDetector("skimage", min_size=30), size=32,
+                                      random_state=0).fit(photos, nose_points.reshape(24, -1, 2) + [30, 10])
+    boxes = np.tile([30.0, 10, 32, 32], (3, 1))
+    expected = model.predict(photos[:3], boxes=boxes)
+    joblib.dump((model, photos[:3], boxes), tmp_path / "m.joblib")
+    code = ("import joblib, numpy as np, sys; m, x, b = joblib.load(sys.argv[1]); "
+            "np.save(sys.argv[2], m.predict(x, boxes=b))")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.joblib"), str(tmp_path / "p.npy")], check=True,
+                   timeout=120)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), expected)
