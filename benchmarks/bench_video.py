@@ -41,10 +41,12 @@ from skkp.video import OneEuroFilter, read_video, track_video  # noqa: E402
 FPS = 30.0
 #: smoothing settings compared: (label, OneEuroFilter parameters or None)
 SETTINGS = [("none", None), ("one-euro min_cutoff=1 beta=0", {"min_cutoff": 1.0, "beta": 0.0}),
-            ("one-euro min_cutoff=1 beta=2 (default)", {"min_cutoff": 1.0, "beta": 2.0}),
-            ("one-euro min_cutoff=0.5 beta=2", {"min_cutoff": 0.5, "beta": 2.0}),
-            ("one-euro min_cutoff=1 beta=10", {"min_cutoff": 1.0, "beta": 10.0}),
-            ("one-euro min_cutoff=2 beta=2", {"min_cutoff": 2.0, "beta": 2.0})]
+            ("one-euro min_cutoff=1 beta=2", {"min_cutoff": 1.0, "beta": 2.0}),
+            ("one-euro min_cutoff=1 beta=5", {"min_cutoff": 1.0, "beta": 5.0}),
+            ("one-euro min_cutoff=1 beta=10 (default)", {"min_cutoff": 1.0, "beta": 10.0}),
+            ("one-euro min_cutoff=0.5 beta=10", {"min_cutoff": 0.5, "beta": 10.0}),
+            ("one-euro min_cutoff=1 beta=20", {"min_cutoff": 1.0, "beta": 20.0}),
+            ("one-euro min_cutoff=2 beta=10", {"min_cutoff": 2.0, "beta": 10.0})]
 
 
 def make_video(frame, n, seed, sway_px=0.0, folder=None):

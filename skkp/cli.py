@@ -590,7 +590,7 @@ def build_parser():
                    help="video: smoothing of the points over time (skkp.video.OneEuroFilter)")
     r.add_argument("--min-cutoff", type=float, default=1.0,
                    help="video: One Euro cut-off in Hz for a still face (lower: smoother, more lag)")
-    r.add_argument("--beta", type=float, default=2.0,
+    r.add_argument("--beta", type=float, default=10.0,
                    help="video: One Euro speed coefficient (higher: less lag when the face moves)")
     r.add_argument("--detect-every", type=int, default=30,
                    help="video: frames between detector checks of the track (0: only when it is lost)")
