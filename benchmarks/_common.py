@@ -76,6 +76,48 @@ def ytf68_csv(data_dir, n_rows=None):
         yield subset
 
 
+def data_dir_or_none():
+    """ytf68's folder (``$SKKP_YTF68`` or ../shared/data/ytf68), or None after saying it is absent."""
+    data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))
+    if not (data_dir / "keypoints.csv").is_file():
+        print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68 to its folder).")
+        return None
+    return data_dir
+
+
+def person_split(data_dir, n_rows=None, gray=False):
+    """``(data, groups, train, test)``: ytf68 (its first ``n_rows`` faces with ``n_rows``, see
+    :func:`ytf68_csv`) split 80/20 by person as every ytf68 benchmark does (GroupShuffleSplit,
+    test_size=0.2, random_state=0)."""
+    import numpy as np
+    from sklearn.model_selection import GroupShuffleSplit
+
+    from skkp.datasets import load_landmarks_csv
+
+    with ytf68_csv(data_dir, n_rows) as csv_path:
+        data = load_landmarks_csv(csv_path, Path(data_dir) / "images", gray=gray)
+    groups = np.asarray(data.groups)
+    train, test = next(GroupShuffleSplit(1, test_size=0.2, random_state=0).split(groups, groups=groups))
+    return data, groups, train, test
+
+
+#: How the splits of :func:`person_split` are described in the result files.
+PERSON_SPLIT = "GroupShuffleSplit by person, test_size=0.2, random_state=0"
+
+
+def add_table_option(p, page):
+    """``--table JSON``: print the markdown a docs page quotes from a result file (see :func:`print_table`)."""
+    p.add_argument("--table", default=None, metavar="JSON",
+                   help=f"print the markdown table of {page} from a result file, and exit")
+    return p
+
+
+def print_table(path, summary_lines):
+    """Print ``summary_lines(result)`` for the result file ``path``; returns 0 (an exit code)."""
+    print("\n".join(summary_lines(json.loads(Path(path).read_text()))))
+    return 0
+
+
 def _git_commit():
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -44,10 +44,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (YTF68_DIR, add_threads_option, metadata, parser, set_threads, timeit,  # noqa: E402
-                     write_results, ytf68_csv)
+from _common import (PERSON_SPLIT, add_table_option, add_threads_option, data_dir_or_none, metadata,  # noqa: E402
+                     parser, person_split, print_table, set_threads, timeit, write_results)
 
-from skkp.datasets import crop_faces, load_landmarks_csv, uncrop_keypoints  # noqa: E402
+from skkp.datasets import crop_faces, uncrop_keypoints  # noqa: E402
 from skkp.detection import (FaceDetector, available_backends, box_iou, calibrate_detections,  # noqa: E402
                             keypoint_boxes, xywh_to_xyxy)
 
@@ -198,25 +198,15 @@ def main(argv=None):
     p.add_argument("--train-step", type=int, default=4, help="calibrate on every n-th training-people frame")
     p.add_argument("--n-timed", type=int, default=40, help="held-out frames timed per backend")
     p.add_argument("--no-keypoints", action="store_true", help="skip the 68-point framing comparison")
-    p.add_argument("--table", default=None, metavar="JSON",
-                   help="print the markdown tables of docs/photos.md from a result file, and exit")
+    add_table_option(p, "docs/photos.md")
     args = p.parse_args(argv)
     if args.table:
-        import json
-
-        print("\n".join(summary_lines(json.loads(Path(args.table).read_text()))))
-        return 0
-    data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))
-    if not (data_dir / "keypoints.csv").is_file():
-        print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68 to its folder).")
+        return print_table(args.table, summary_lines)
+    data_dir = data_dir_or_none()
+    if data_dir is None:
         return 0
     set_threads(args)
-    from sklearn.model_selection import GroupShuffleSplit
-
-    with ytf68_csv(data_dir, 12 if args.smoke else None) as csv_path:
-        data = load_landmarks_csv(csv_path, data_dir / "images", gray=False)
-    groups = np.asarray(data.groups)
-    train, test = next(GroupShuffleSplit(1, test_size=0.2, random_state=0).split(groups, groups=groups))
+    data, groups, train, test = person_split(data_dir, 12 if args.smoke else None)
     train = train[::1 if args.smoke else args.train_step]
     targets = keypoint_boxes(data.keypoints)
     n_timed, repeats = (4, 1) if args.smoke else (args.n_timed, args.repeats)
@@ -257,7 +247,7 @@ def main(argv=None):
         "meta": metadata("cpu"),
         "settings": {
             "data": data_dir.name, "n_images": len(data.images), "n_people": len(set(groups)),
-            "split": "GroupShuffleSplit by person, test_size=0.2, random_state=0",
+            "split": PERSON_SPLIT,
             "people_train_test": [len(set(groups[train])), len(set(groups[test]))],
             "n_calibration_frames": len(train), "n_held_out_frames": len(test),
             "target_box": "min/max box of the 68 landmarks", "match_iou": MATCH_IOU,

@@ -23,7 +23,6 @@ Run:  python benchmarks/bench_photos.py --json benchmarks/results/photos_end_to_
 Docs: python benchmarks/bench_photos.py --table benchmarks/results/photos_end_to_end.json
 CI:   python benchmarks/bench_photos.py --smoke
 """
-import os
 import sys
 import time
 import warnings
@@ -32,10 +31,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import YTF68_DIR, add_threads_option, metadata, parser, set_threads, write_results, ytf68_csv  # noqa: E402
+from _common import (PERSON_SPLIT, add_table_option, add_threads_option, data_dir_or_none, metadata,  # noqa: E402
+                     parser, person_split, print_table, set_threads, write_results)
 
 from skkp import NoseKeypointRegressor  # noqa: E402
-from skkp.datasets import IBUG68_NOSE, load_landmarks_csv  # noqa: E402
+from skkp.datasets import IBUG68_NOSE  # noqa: E402
 from skkp.detection import keypoint_boxes, xywh_to_xyxy  # noqa: E402
 from skkp.faces import FaceKeypointRegressor, predict_in_boxes  # noqa: E402
 
@@ -95,26 +95,15 @@ def summary_lines(result):
 
 
 def main(argv=None):
-    p = add_threads_option(parser(__doc__.splitlines()[0]))
-    p.add_argument("--table", default=None, metavar="JSON",
-                   help="print the markdown table of docs/photos.md from a result file, and exit")
+    p = add_table_option(add_threads_option(parser(__doc__.splitlines()[0])), "docs/photos.md")
     args = p.parse_args(argv)
     if args.table:
-        import json
-
-        print("\n".join(summary_lines(json.loads(Path(args.table).read_text()))))
-        return 0
-    data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))
-    if not (data_dir / "keypoints.csv").is_file():
-        print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68 to its folder).")
+        return print_table(args.table, summary_lines)
+    data_dir = data_dir_or_none()
+    if data_dir is None:
         return 0
     set_threads(args)
-    from sklearn.model_selection import GroupShuffleSplit
-
-    with ytf68_csv(data_dir, 40 if args.smoke else None) as csv_path:
-        data = load_landmarks_csv(csv_path, data_dir / "images", gray=True)
-    groups = np.asarray(data.groups)
-    train, test = next(GroupShuffleSplit(1, test_size=0.2, random_state=0).split(groups, groups=groups))
+    data, groups, train, test = person_split(data_dir, 40 if args.smoke else None, gray=True)
     images = data.images
     cols = nose_columns()
     inner = NoseKeypointRegressor(random_state=0, **({"max_epochs": 1, "image_size": 32} if args.smoke else {}))
@@ -146,7 +135,7 @@ def main(argv=None):
     out = {"benchmark": "photos_end_to_end", "meta": metadata("cpu"),
            "settings": {"data": data_dir.name, "n_train": len(train), "n_test": len(test),
                         "people_train_test": [len(set(groups[train])), len(set(groups[test]))],
-                        "split": "GroupShuffleSplit by person, test_size=0.2, random_state=0",
+                        "split": PERSON_SPLIT,
                         "target": "iBUG 27-35 nose points", "model": repr(model), "detector": model.detector_.backend,
                         "nme": "mean nose point error / outer-eye distance (points 36, 45)", "smoke": args.smoke},
            "fit_s": fit_s, "calibration": model.calibration_.to_dict(),

@@ -23,7 +23,6 @@ Run:  python benchmarks/bench_video.py --threads 2 --json benchmarks/results/vid
 Docs: python benchmarks/bench_video.py --table benchmarks/results/video.json
 CI:   python benchmarks/bench_video.py --smoke
 """
-import os
 import sys
 import tempfile
 import time
@@ -33,9 +32,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import YTF68_DIR, add_threads_option, metadata, parser, set_threads, write_results, ytf68_csv  # noqa: E402
+from _common import (PERSON_SPLIT, add_table_option, add_threads_option, data_dir_or_none, metadata,  # noqa: E402
+                     parser, person_split, print_table, set_threads, write_results)
 
-from skkp.datasets import load_landmarks_csv  # noqa: E402
 from skkp.video import OneEuroFilter, read_video, track_video  # noqa: E402
 
 FPS = 30.0
@@ -79,32 +78,24 @@ def main(argv=None):
     p.add_argument("--people", type=int, default=20, help="held-out people (one video each)")
     p.add_argument("--frames", type=int, default=60, help="frames per video (30 fps)")
     p.add_argument("--detect-every", type=int, default=30)
-    p.add_argument("--table", default=None, metavar="JSON", help="print the docs table from a result file, and exit")
+    add_table_option(p, "docs/photos.md")
     args = p.parse_args(argv)
     if args.table:
-        import json
-
-        print("\n".join(summary_lines(json.loads(Path(args.table).read_text()))))
-        return 0
-    data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))
-    if not (data_dir / "keypoints.csv").is_file():
-        print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68 to its folder).")
+        return print_table(args.table, summary_lines)
+    data_dir = data_dir_or_none()
+    if data_dir is None:
         return 0
     set_threads(args)
     settings_run = SETTINGS
     if args.smoke:
         args.people, args.frames, settings_run = 2, 8, SETTINGS[::2]
     from sklearn.frozen import FrozenEstimator
-    from sklearn.model_selection import GroupShuffleSplit
 
     from skkp.detection import FaceDetector
     from skkp.faces import FaceKeypointRegressor
     from skkp.pretrained import load_model
 
-    with ytf68_csv(data_dir, 60 if args.smoke else None) as csv_path:
-        data = load_landmarks_csv(csv_path, data_dir / "images", gray=False)
-    groups = np.asarray(data.groups)
-    train, test = next(GroupShuffleSplit(1, test_size=0.2, random_state=0).split(groups, groups=groups))
+    data, groups, train, test = person_split(data_dir, 60 if args.smoke else None)
     model = FaceKeypointRegressor(FrozenEstimator(load_model("ibug68_face", device="cpu")),
                                   detector=FaceDetector("skimage"), max_calibration_images=12 if args.smoke else 200,
                                   random_state=0)
@@ -153,7 +144,7 @@ def main(argv=None):
            "settings": {"people": len(firsts), "frames": args.frames, "fps": FPS, "detect_every": args.detect_every,
                         "noise": "Gaussian sigma 2 grey levels per frame, then MJPG (OpenCV default quality)",
                         "sway": "x(t) = 8 px * sin(2 pi 0.5 Hz t)", "outer_eye_px_median": float(np.median(eyes_px)),
-                        "split": "GroupShuffleSplit by person, test_size=0.2, random_state=0",
+                        "split": PERSON_SPLIT,
                         "model": "ibug68_face (shipped; trained on every ytf68 person) with a calibration fitted on "
                                  "frames of the training people", "calibration": model.calibration_.to_dict(),
                         "smoke": args.smoke},

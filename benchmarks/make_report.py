@@ -419,7 +419,7 @@ def finetune_table():
     variants = res.get("variants_at_100")
     if variants:
         n_draws = len({v["seed"] for v in variants})
-        rows += ["", f"| fine-tuning at 100 images | MAE (px) | NME | CPU s | draws |", "|---|---|---|---|---|",
+        rows += ["", "| fine-tuning at 100 images | MAE (px) | NME | CPU s | draws |", "|---|---|---|---|---|",
                  f"| defaults (lr 2e-3, 60 epochs, batch 64) | {med['finetuned']['100']['mae_px']:.2f} | "
                  f"{100 * med['finetuned']['100']['nme']:.1f}% | {med['finetuned']['100']['fit_cpu_seconds']:.0f} | "
                  f"{st['repeats']} |"]
