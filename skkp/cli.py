@@ -364,7 +364,9 @@ def _cmd_predict_video(args, path):
     _make_out_dir(out)
     overlays = args.overlays is not False  # on by default for a video
     writer, statuses = None, {"detected": 0, "tracked": 0, "none": 0}
-    total = int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    capture = cv2.VideoCapture(str(path))
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None  # for the progress bar; 0 when unknown
+    capture.release()
     tracker = FaceTracker(model, smoother=smoother, detect_every=args.detect_every)
     with open(out / "points.csv", "w", newline="") as fh:
         rows = csv.writer(fh)

@@ -59,12 +59,3 @@ def test_committed_results_are_a_full_run():
     assert result["settings"]["n_people"] == 313
     skimage = [r for r in result["backends"] if r["backend"] == "skimage" and not r["params"]]
     assert skimage and skimage[0]["held_out"]["top1_rate"] > 0.5
-
-
-@pytest.mark.skipif(not RESULTS.exists(), reason="benchmarks/results/detection.json not written yet")
-def test_docs_quote_the_committed_results(bench):
-    page = (BENCH.parent / "docs" / "photos.md").read_text()
-    block = page.split(bench.DOCS_START, 1)[1].split(bench.DOCS_END, 1)[0]
-    assert block.strip().splitlines() == bench.summary_lines(json.loads(RESULTS.read_text())), \
-        "docs/photos.md differs from benchmarks/results/detection.json: paste the output of " \
-        "python benchmarks/bench_detection.py --table benchmarks/results/detection.json"

@@ -88,3 +88,24 @@ def test_finetune_benchmark_layout_is_mirror_consistent():
     a = kaggle15(mirror(points, IBUG68_SCHEMA).reshape(3, -1)).reshape(3, 15, 2)
     b = mirror(kaggle15(points.reshape(3, -1)).reshape(3, 15, 2), KAGGLE_SCHEMA)
     np.testing.assert_allclose(a, b)
+
+
+#: (script, result file, docs page): the page quotes ``script --table result`` between the script's
+#: DOCS_START and DOCS_END markers
+DOC_TABLES = [("bench_detection", "detection.json", "photos.md"), ("bench_photos", "photos_end_to_end.json", "photos.md"),
+              ("bench_video", "video.json", "photos.md")]
+
+
+@pytest.mark.parametrize("script, result, page", DOC_TABLES)
+def test_docs_quote_the_committed_results(script, result, page, monkeypatch):
+    import importlib
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench = importlib.import_module(script)
+    path = BENCH / "results" / result
+    assert path.exists(), f"benchmarks/results/{result} is missing: run benchmarks/{script}.py --json {path}"
+    text = (BENCH.parent / "docs" / page).read_text()
+    block = text.split(bench.DOCS_START, 1)[1].split(bench.DOCS_END, 1)[0]
+    assert block.strip().splitlines() == bench.summary_lines(json.loads(path.read_text())), \
+        f"docs/{page} differs from benchmarks/results/{result}: paste the output of " \
+        f"python benchmarks/{script}.py --table benchmarks/results/{result}"
