@@ -17,7 +17,7 @@ fitted on frames of the training people; it was trained on every ytf68 person, s
 numbers compare smoothing settings, not how well the model generalises. The tracker is
 :class:`skkp.video.FaceTracker` (detection on the first frame, then each crop framed on the
 previous frame's points) without smoothing and with :class:`skkp.video.OneEuroFilter` at the
-settings listed; ``default`` marks ``skkp predict VIDEO``'s. Medians over the people.
+settings listed; "(the default)" marks ``skkp predict VIDEO``'s. Medians over the people.
 
 Run:  python benchmarks/bench_video.py --threads 2 --json benchmarks/results/video.json
 Docs: python benchmarks/bench_video.py --table benchmarks/results/video.json
@@ -39,13 +39,9 @@ from skkp.video import OneEuroFilter, read_video, track_video  # noqa: E402
 
 FPS = 30.0
 #: smoothing settings compared: (label, OneEuroFilter parameters or None)
-SETTINGS = [("none", None), ("one-euro min_cutoff=1 beta=0", {"min_cutoff": 1.0, "beta": 0.0}),
-            ("one-euro min_cutoff=1 beta=2", {"min_cutoff": 1.0, "beta": 2.0}),
-            ("one-euro min_cutoff=1 beta=5", {"min_cutoff": 1.0, "beta": 5.0}),
-            ("one-euro min_cutoff=1 beta=10 (default)", {"min_cutoff": 1.0, "beta": 10.0}),
-            ("one-euro min_cutoff=0.5 beta=10", {"min_cutoff": 0.5, "beta": 10.0}),
-            ("one-euro min_cutoff=1 beta=20", {"min_cutoff": 1.0, "beta": 20.0}),
-            ("one-euro min_cutoff=2 beta=10", {"min_cutoff": 2.0, "beta": 10.0})]
+SETTINGS = [("none", None)] + [(f"one-euro min_cutoff={c:g} beta={b:g}", {"min_cutoff": c, "beta": b})
+                               for c, b in ((1.0, 0.0), (1.0, 2.0), (1.0, 5.0), (1.0, 10.0), (0.5, 10.0),
+                                            (0.25, 10.0), (0.5, 20.0), (1.0, 20.0), (2.0, 10.0))]
 
 
 def make_video(frame, n, seed, sway_px=0.0, folder=None):
@@ -162,8 +158,10 @@ def summary_lines(result):
     s, meta = result["settings"], result["meta"]
     lines = ["| smoothing | jitter on a still face, px | jitter, % of eye distance | vs none "
              "| error on the swaying face (NME) | ms per frame |", "|---|---|---|---|---|---|"]
+    defaults = OneEuroFilter()
     for r in result["results"]:
-        lines.append(f"| {r['label']} | {r['still_jitter_px_median']:.3f} | {100 * r['still_jitter_nme_median']:.2f}% "
+        default = r["one_euro"] is not None and all(getattr(defaults, k) == v for k, v in r["one_euro"].items())
+        lines.append(f"| {r['label']}{' (the default)' if default else ''} | {r['still_jitter_px_median']:.3f} | {100 * r['still_jitter_nme_median']:.2f}% "
                      f"| {r['still_jitter_ratio_to_none']:.2f}x | {100 * r['moving_error_nme_median']:.2f}% "
                      f"| {r['ms_per_frame_median']:.1f} |")
     lines += ["", f"*Medians over {s['people']} videos of {s['frames']} frames at {s['fps']:.0f} fps, one per held-out "

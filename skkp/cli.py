@@ -590,7 +590,7 @@ def build_parser():
                    help="photos: drop detections scored lower (see skkp.detect_faces)")
     r.add_argument("--smooth", choices=["one-euro", "none"], default="one-euro",
                    help="video: smoothing of the points over time (skkp.video.OneEuroFilter)")
-    r.add_argument("--min-cutoff", type=float, default=1.0,
+    r.add_argument("--min-cutoff", type=float, default=0.5,
                    help="video: One Euro cut-off in Hz for a still face (lower: smoother, more lag)")
     r.add_argument("--beta", type=float, default=10.0,
                    help="video: One Euro speed coefficient (higher: less lag when the face moves)")

@@ -41,7 +41,7 @@ class OneEuroFilter:
 
     Parameters
     ----------
-    min_cutoff : float, default=1.0
+    min_cutoff : float, default=0.5
         Cut-off frequency in Hz at rest: lower smooths more (and lags more).
     beta : float, default=10.0
         How fast the cut-off rises with speed, in Hz per (face size per second): higher
@@ -60,7 +60,7 @@ class OneEuroFilter:
     array([[10.173, 10.   ]])
     """
 
-    def __init__(self, min_cutoff=1.0, beta=10.0, d_cutoff=1.0):
+    def __init__(self, min_cutoff=0.5, beta=10.0, d_cutoff=1.0):
         self.min_cutoff = _check_positive(min_cutoff, "min_cutoff")
         self.beta = _check_positive(beta, "beta", allow_zero=True)
         self.d_cutoff = _check_positive(d_cutoff, "d_cutoff")
