@@ -42,6 +42,7 @@ What a fit does inside the block (``N`` processes):
 (``ValueError`` before training). Each process must be given the same data and parameters
 (checked, ``ValueError`` in every process).
 """
+import atexit
 import contextlib
 import datetime
 import hashlib
@@ -360,10 +361,11 @@ def _check_backend(backend):
 def data_parallel(backend="auto", timeout=None):
     """Train skkp estimators data-parallel over the processes ``torchrun`` started.
 
-    Joins (or, when the script has not, starts and at the end closes) the
-    ``torch.distributed`` process group of torchrun's environment variables;
-    every ``fit`` inside the block then trains one model together with the other
-    processes (see the module documentation).
+    Joins the ``torch.distributed`` process group of torchrun's environment
+    variables (started by the first block, unless the script started it; it stays
+    open for later blocks and closes when the process exits); every ``fit`` inside
+    the block trains one model together with the other processes (see the module
+    documentation).
 
     Parameters
     ----------
@@ -372,7 +374,8 @@ def data_parallel(backend="auto", timeout=None):
         train on the CPUs of a GPU machine.
     timeout : float or None, default=None
         Seconds a collective waits for the other processes before failing;
-        None keeps torch's default (10 minutes).
+        None keeps torch's default (10 minutes). Used by the block that starts
+        the process group.
 
     Yields
     ------
@@ -417,12 +420,13 @@ def data_parallel(backend="auto", timeout=None):
                          f"{[os.environ[v] for v in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')]}.") from None
     if DATA_PARALLEL.get() is not None:
         raise ValueError("data_parallel blocks cannot be nested.")
-    started = not dist.is_initialized()
-    if started:
+    if not dist.is_initialized():
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
         kwargs = {} if timeout is None else {"timeout": datetime.timedelta(seconds=float(timeout))}
         dist.init_process_group(backend=backend, init_method="env://", **kwargs)
+        # kept open for later blocks (under torchrun a second group on the same store hangs), closed at exit
+        atexit.register(_close_process_group)
     else:
         backend = dist.get_backend()
     parallel = DataParallel(dist.get_rank(), dist.get_world_size(), local_rank, backend)
@@ -431,5 +435,10 @@ def data_parallel(backend="auto", timeout=None):
         yield parallel
     finally:
         DATA_PARALLEL.reset(token)
-        if started:
-            dist.destroy_process_group()
+
+
+def _close_process_group():
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()

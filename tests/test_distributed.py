@@ -49,7 +49,7 @@ def _torchrun(args, cwd, timeout=150):
 
 
 WORKER = textwrap.dedent("""
-    import json, pickle, sys
+    import json, pickle, runpy, sys
     import numpy as np
     import skkp
     from skkp import NoseKeypointRegressor
@@ -77,17 +77,44 @@ WORKER = textwrap.dedent("""
     if dp.rank == 0:
         skkp.save(model, f"{out}/model.skkp")
         pickle.dump(model, open(f"{out}/model.pkl", "wb"))
+        print("API PART DONE", flush=True)
+    # then, in the same processes (a second data_parallel block), what `-m skkp train ...` runs
+    sys.argv = ["skkp", "train", "--images", f"{out}/images", "--landmarks", f"{out}/landmarks.csv",
+                "--model", f"{out}/cli.skkp", "--architecture", "cnn", "--image-size", "32", "--epochs", "2",
+                "--batch-size", "8"]
+    runpy.run_module("skkp", run_name="__main__", alter_sys=True)
 """)
 
 
-def test_two_processes_train_one_model(tmp_path):
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """One torchrun job of two processes: the Python API, then the command line (as ``torchrun ... -m skkp
+    train``) in a second data_parallel block of the same processes. ``(folder, stdout, stderr)``."""
+    import cv2
+
+    tmp = tmp_path_factory.mktemp("ddp")
+    images, points = make_noses(40, image_size=32, random_state=0)
+    (tmp / "images").mkdir()
+    rows = []
+    for i, (img, pts) in enumerate(zip(images, points)):
+        name = f"Person_{i // 4}_{i % 4}.png"
+        cv2.imwrite(str(tmp / "images" / name), img)
+        rows.append([name] + [f"{v:.3f}" for v in pts])
+    with open(tmp / "landmarks.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["image"] + [f"{a}{k}" for k in range(7) for a in "xy"]] + rows)
+    (tmp / "worker.py").write_text(WORKER)
+    code, out, err = _torchrun([str(tmp / "worker.py"), str(tmp)], cwd=tmp)
+    assert code == 0, err[-3000:]
+    return tmp, out, err
+
+
+def test_two_processes_train_one_model(job):
     import json
 
-    (tmp_path / "worker.py").write_text(WORKER)
-    code, out, err = _torchrun([str(tmp_path / "worker.py"), str(tmp_path)], cwd=tmp_path)
-    assert code == 0, err[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    weights = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
+    tmp, out, _ = job
+    assert out.count("API PART DONE") == 1
+    ranks = [json.loads((tmp / f"rank{r}.json").read_text()) for r in (0, 1)]
+    weights = [np.load(tmp / f"rank{r}.npz") for r in (0, 1)]
     assert ranks[0]["world_size"] == 2 and ranks[0]["backend"] == "gloo" and ranks[0]["device"] == "cpu"
     # the same fitted model on both processes, with the bare network's names
     assert weights[0].files == weights[1].files
@@ -108,32 +135,19 @@ def test_two_processes_train_one_model(tmp_path):
         assert "different training data" in rank["errors"]["data"] and "samples" in rank["errors"]["data"]
     # the saved model is a plain estimator: it loads and predicts here, in one process
     X, _ = make_noses(80, image_size=32, random_state=0)
-    for model in (skkp.load(tmp_path / "model.skkp"), pickle.loads((tmp_path / "model.pkl").read_bytes())):
+    for model in (skkp.load(tmp / "model.skkp"), pickle.loads((tmp / "model.pkl").read_bytes())):
         assert type(model.net_.module_).__name__ == "PlainCNN"
         np.testing.assert_array_equal(model.predict(X[:8]), weights[0]["predictions"])
 
 
-def test_the_documented_command_trains_and_saves_once(tmp_path):
-    images, points = make_noses(40, image_size=32, random_state=0)
-    (tmp_path / "images").mkdir()
-    import cv2
-
-    rows = []
-    for i, (img, pts) in enumerate(zip(images, points)):
-        name = f"Person_{i // 4}_{i % 4}.png"
-        cv2.imwrite(str(tmp_path / "images" / name), img)
-        rows.append([name] + [f"{v:.3f}" for v in pts])
-    with open(tmp_path / "landmarks.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([["image"] + [f"{a}{k}" for k in range(7) for a in "xy"]] + rows)
-    code, out, err = _torchrun(["-m", "skkp", "train", "--images", "images", "--landmarks", "landmarks.csv",
-                                "--model", "model.skkp", "--architecture", "cnn", "--image-size", "32",
-                                "--epochs", "2", "--batch-size", "8"], cwd=tmp_path)
-    assert code == 0, err[-3000:]
+def test_the_command_line_trains_and_saves_once(job):
+    tmp, out, _ = job
     assert out.count("Trained data-parallel by 2 processes (gloo") == 1  # process 0 reports, once
-    assert out.count("Saved the model to model.skkp") == 1 and out.count("  epoch ") == 1
-    model = skkp.load(tmp_path / "model.skkp")
+    assert out.count("cli.skkp.") == 1 and out.count("  epoch ") == 1  # one save, one log
+    model = skkp.load(tmp / "cli.skkp")
     assert model.n_keypoints_ == 7 and len(model.history_) == 2
-    assert model.predict(images[:3]).shape == (3, 14)
+    images, _ = make_noses(3, image_size=32, random_state=0)
+    assert model.predict(images).shape == (3, 14)
 
 
 @pytest.fixture()
@@ -142,6 +156,9 @@ def one_process(monkeypatch):
     for name, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1"),
                         ("MASTER_PORT", str(_free_port()))):
         monkeypatch.setenv(name, value)
+    yield
+    if torch.distributed.is_initialized():  # data_parallel keeps the group open for later blocks
+        torch.distributed.destroy_process_group()
 
 
 def test_one_process_is_the_plain_fit_bit_for_bit(one_process):
@@ -152,7 +169,6 @@ def test_one_process_is_the_plain_fit_bit_for_bit(one_process):
     with data_parallel() as dp:
         assert (dp.rank, dp.world_size, dp.backend) == (0, 1, "gloo")
         parallel = make().fit(X, y).partial_fit(X[:32], y[:32])
-    assert not torch.distributed.is_initialized()  # the block closed the group it started
     np.testing.assert_array_equal(parallel.predict(X), plain.predict(X))
     assert parallel.history_[:, "valid_loss"] == plain.history_[:, "valid_loss"]
     assert parallel.history_[:, "train_loss"] == plain.history_[:, "train_loss"]
@@ -160,7 +176,7 @@ def test_one_process_is_the_plain_fit_bit_for_bit(one_process):
     make = lambda: FaceParser(image_size=32, width=0.125, max_epochs=2, batch_size=4, device="cpu",  # noqa: E731
                               random_state=0)
     plain = make().fit(Xf, yf)
-    with data_parallel():
+    with data_parallel():  # a second block: the same process group
         parallel = make().fit(Xf, yf)
     np.testing.assert_array_equal(parallel.predict_proba(Xf), plain.predict_proba(Xf))
 
