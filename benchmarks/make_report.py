@@ -419,7 +419,8 @@ def distributed_table():
     rows += ["", f"- Accuracy: median held-out MAE {med['single_mae_px']:.3f} px in one process and "
              f"{med['data_parallel_mae_px']:.3f} px with two (two minus one, per seed: "
              f"{', '.join(f'{d:+.3f}' for d in diff)} px; the one-process fits of the {len(runs)} seeds differ by "
-             f"{max(single) - min(single):.3f} px between themselves; the mean predictor scores {mp['mae_px']:.2f} px).",
+             f"{max(single) - min(single):.3f} px between themselves; the mean predictor scores "
+             f"{mp['mae_px']:.2f} px).",
              f"- Speed: the load average is the machine's 1-minute load when each fit started; it has "
              f"{res['meta'].get('cpu_count')} CPUs and was shared with other jobs, so the two processes competed "
              f"with them for cores and the wall-clock ratio (median {med['fit_time_ratio']:.2f}) says little about "

@@ -169,7 +169,7 @@ class _EpochAgreement(Callback):
         if len({p["order"] for p in everyone}) != 1:
             raise RuntimeError("The processes of this data-parallel fit shuffled the training set differently "
                                "(their data loader generators diverged); the fit cannot continue.")
-        for key in mine["train"]:
+        for key in set.intersection(*(set(p["train"]) for p in everyone)):
             net.history.record(key, float(np.mean([p["train"][key] for p in everyone])))
         for key, value in everyone[0]["valid"].items():
             net.history.record(key, value)
@@ -412,7 +412,8 @@ def data_parallel(backend="auto", timeout=None):
     if missing:
         raise ValueError(f"skkp.distributed.data_parallel needs the environment that torchrun gives each process it "
                          f"starts ({', '.join(missing)} not set): run the script with "
-                         f"`torchrun --nproc_per_node=N script.py` (or `torchrun --nproc_per_node=N -m skkp train ...`).")
+                         f"`torchrun --nproc_per_node=N script.py` (or "
+                         f"`torchrun --nproc_per_node=N -m skkp train ...`).")
     try:
         rank, world_size, local_rank = (int(os.environ[v]) for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     except ValueError:

@@ -32,7 +32,8 @@ def _free_port():
 def _torchrun(args, cwd, timeout=150):
     """``python -m torch.distributed.run --nproc_per_node=2 ... ARGS`` on loopback, one thread per process,
     importing this checkout's skkp; the whole process group is killed if it overruns ``timeout``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     for name in TORCHRUN_VARIABLES:
         env.pop(name, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
