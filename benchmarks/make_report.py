@@ -158,11 +158,18 @@ def synthetic_section(lines):
     lines += ["", _meta_line(res), ""]
 
 
+def distributed_section(lines):
+    if _load("distributed"):
+        lines += ["## Data-parallel training: one process against two", "",
+                  "The same table as in [Scaling out](scaling.md), which explains the set-up.", ""]
+        lines += distributed_table() + [""]
+
+
 def json_only_section(lines):
     names = sorted(p.stem for p in (HERE / "results").glob("*.json")
                    if not p.stem.startswith("ytf68_keypoints")
                    and p.stem not in {"keypoint_speed", "synthetic_noses", "parser_ytf68", "parser_ceiling", "ytf68_variants",
-                                      "finetune", "onnx", "detection", "pretrained_split"})
+                                      "finetune", "onnx", "detection", "pretrained_split", "distributed"})
     if names:
         lines += ["## Other results", "", "Mask-edge benchmarks are summarised in "
                   "[MaskEdgeKeypoints](mask_edge_keypoints.md); their JSON files:", ""]
@@ -370,6 +377,60 @@ def onnx_table():
     return out
 
 
+def distributed_table():
+    """The measured part of docs/scaling.md's data-parallel section (bench_distributed.py)."""
+    res = _load("distributed")
+    if not res:
+        return ["*No data-parallel results yet: run `python benchmarks/bench_distributed.py`.*"]
+    st, med, runs = res["setup"], res["median"], res["runs"]
+    ddp = runs[0]["data_parallel"]
+    nme = "nme" in runs[0]["single"]
+    rows = [f"Command: `python benchmarks/bench_distributed.py {' '.join(res['meta'].get('argv') or [])}`. "
+            f"{st['data']}; {st['n_train']} training and {st['n_test']} held-out images"
+            + (f" (people {st['people_train_test'][0]}/{st['people_train_test'][1]}, {st['split']})"
+               if "people_train_test" in st else "")
+            + f". Model: `{st['model']}`. One process: {st['single']}. Data-parallel: "
+            f"{ddp['world_size']} processes, {ddp['backend']}, {ddp['torch_threads_per_process']} torch thread each. "
+            f"MAE in pixels of the 96-px crops" + (", NME by the outer-eye distance" if nme else "")
+            + "; fit seconds are wall-clock inside the processes, the launch adds starting them.", "",
+            "| seed | one process MAE (px) | 2 processes MAE (px) | " + ("one process NME | 2 processes NME | "
+                                                                        if nme else "")
+            + "one process fit s | 2 processes fit s | time ratio | one process CPU s | process 0 CPU s | "
+              "2 processes launch s | load average |",
+            "|---|---|---|" + ("---|---|" if nme else "") + "---|---|---|---|---|---|---|"]
+    for r in runs:
+        a, b = r["single"], r["data_parallel"]
+        rows.append(f"| {r['seed']} | {a['mae_px']:.3f} | {b['mae_px']:.3f} | "
+                    + (f"{100 * a['nme']:.2f}% | {100 * b['nme']:.2f}% | " if nme else "")
+                    + f"{a['fit_seconds']:.0f} | {b['fit_seconds']:.0f} | {r['fit_time_ratio']:.2f} | "
+                    f"{a['fit_cpu_seconds']:.0f} | {b['fit_cpu_seconds_process_0']:.0f} | "
+                    f"{b['launch_seconds']:.0f} | {a['load_average_before_after'][0]:.1f} / "
+                    f"{b['load_average_before_after'][0]:.1f} |")
+    rows.append(f"| median | {med['single_mae_px']:.3f} | {med['data_parallel_mae_px']:.3f} | "
+                + (f"{100 * med['single_nme']:.2f}% | {100 * med['data_parallel_nme']:.2f}% | " if nme else "")
+                + f"{med['single_fit_seconds']:.0f} | {med['data_parallel_fit_seconds']:.0f} | "
+                f"{med['fit_time_ratio']:.2f} | {_median([r['single']['fit_cpu_seconds'] for r in runs]):.0f} | "
+                f"{_median([r['data_parallel']['fit_cpu_seconds_process_0'] for r in runs]):.0f} | "
+                f"{med['data_parallel_launch_seconds']:.0f} | |")
+    mp = res["mean_predictor"]
+    cpu = _median([r["data_parallel"]["fit_cpu_seconds_process_0"] / r["single"]["fit_cpu_seconds"] for r in runs])
+    diff = [r["data_parallel"]["mae_px"] - r["single"]["mae_px"] for r in runs]
+    single = [r["single"]["mae_px"] for r in runs]
+    rows += ["", f"- Accuracy: median held-out MAE {med['single_mae_px']:.3f} px in one process and "
+             f"{med['data_parallel_mae_px']:.3f} px with two (two minus one, per seed: "
+             f"{', '.join(f'{d:+.3f}' for d in diff)} px; the one-process fits of the {len(runs)} seeds differ by "
+             f"{max(single) - min(single):.3f} px between themselves; the mean predictor scores "
+             f"{mp['mae_px']:.2f} px).",
+             f"- Speed: the load average is the machine's 1-minute load when each fit started; it has "
+             f"{res['meta'].get('cpu_count')} CPUs and was shared with other jobs, so the two processes competed "
+             f"with them for cores and the wall-clock ratio (median {med['fit_time_ratio']:.2f}) says little about "
+             f"free machines. The CPU time is steadier: each of the two processes spent {cpu:.2f}x the CPU seconds "
+             f"of the one-process fit (its half of the work, plus exchanging gradients), and starting torchrun and "
+             f"the processes added about {med['data_parallel_launch_seconds'] - med['data_parallel_fit_seconds']:.0f}"
+             f" s.", "", _meta_line(res)]
+    return rows
+
+
 def pretrained_scores():
     """The held-out table of docs/pretrained.md."""
     split, kp = _load("pretrained_split"), _load("ytf68_keypoints")
@@ -483,7 +544,8 @@ def generated_blocks():
     docs = HERE.parent / "docs"
     return [(README, readme_summary), (docs / "pretrained.md", pretrained_scores), (docs / "finetune.md", finetune_table),
             (docs / "keypoints.md", keypoints_guide), (docs / "face_parser.md", parser_guide),
-            (docs / "mask_edge_keypoints.md", edges_guide), (docs / "deploy.md", onnx_table)]
+            (docs / "mask_edge_keypoints.md", edges_guide), (docs / "deploy.md", onnx_table),
+            (docs / "scaling.md", distributed_table)]
 
 
 def write_readme():
@@ -496,7 +558,8 @@ def main():
              "Generated by `python benchmarks/make_report.py` from `benchmarks/results/*.json`; every script "
              "also has `--smoke` (run by the tests). Timings are medians over repeats on the machine named "
              "under each table; ratios compare against a reference run in the same process.", ""]
-    for section in (keypoint_section, speed_section, synthetic_section, parser_section, json_only_section):
+    for section in (keypoint_section, speed_section, synthetic_section, parser_section, distributed_section,
+                    json_only_section):
         section(lines)
     DOC.write_text("\n".join(lines))
     print(f"wrote {DOC}")

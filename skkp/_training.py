@@ -16,6 +16,7 @@
   the ``device_`` refresh when a GPU-fitted model is loaded on a CPU machine, and
   ``history_``.
 """
+import contextvars
 import re
 import sys
 import threading
@@ -32,6 +33,10 @@ from ._version import __version__
 #: Held while a network is initialised: weight initialisation draws from torch's
 #: process-wide generator, so two fits in threads must not interleave there.
 _INIT_LOCK = threading.Lock()
+
+#: The :class:`skkp.distributed.DataParallel` of the enclosing ``skkp.distributed.data_parallel()``
+#: block, or None: fits inside one train their share of each batch with the other processes.
+DATA_PARALLEL = contextvars.ContextVar("skkp_data_parallel", default=None)
 
 
 def resolve_device(device, name="device"):
@@ -64,6 +69,8 @@ def draw_seed(random_state):
     """
     if random_state is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        if DATA_PARALLEL.get() is not None:  # every process of a data-parallel fit draws process 0's
+            seed = DATA_PARALLEL.get().agree_seed(seed)
         return seed, np.random.RandomState(seed)
     rng = check_random_state(random_state)
     return int(rng.randint(np.iinfo(np.int32).max)), rng
@@ -337,14 +344,20 @@ class NeuralEstimatorMixin:
         callbacks = [("finite_loss", FiniteLoss())] + list(params.get("callbacks") or [])
         if checkpointer is not None:
             callbacks.append(("checkpoint", checkpointer))
-        net = initialize_net(net_class, dict(params, callbacks=callbacks), device, seed, setup)
+        parallel = DATA_PARALLEL.get()
+        if parallel is not None:
+            device = parallel.device(device)
+        net = initialize_net(net_class, dict(params, callbacks=callbacks, device=device), device, seed, setup)
         # training draws only from generators of its own (data order, augmentation, dropout), so
         # fits in threads, or other threads drawing random numbers, do not change it
         give_private_generators(net, seed)
         epochs = None  # all of max_epochs
         if checkpointer is not None and checkpointer.state is not None:
             epochs = checkpointer.restore(net, checkpointer.state)
-        interrupted = train(net, train_ds, epochs)
+        if parallel is not None:
+            interrupted = parallel.train(net, train_ds, epochs, seed)
+        else:
+            interrupted = train(net, train_ds, epochs)
         if checkpointer is not None:
             checkpointer.state = None  # the model does not carry the saved state around
         self.net_ = prepare_for_pickle(net)
@@ -366,7 +379,11 @@ class NeuralEstimatorMixin:
         for key, generator in loader_generators(seed).items():
             setattr(net, key, generator)
         give_private_generators(net, seed)
-        interrupted = train(net, train_ds, epochs=1)
+        parallel = DATA_PARALLEL.get()
+        if parallel is not None:
+            interrupted = parallel.train(net, train_ds, 1, seed)
+        else:
+            interrupted = train(net, train_ds, epochs=1)
         self.net_ = prepare_for_pickle(net)
         self.fit_interrupted_ = interrupted
         if interrupted:

@@ -88,11 +88,29 @@ def _load_training_data(args):
 
 
 def _cmd_train(args):
+    import contextlib
+    import os
+
+    from .distributed import data_parallel, launched_by_torchrun
+
+    if not launched_by_torchrun():
+        return _train(args, contextlib.nullcontext, main=True)
+    # `torchrun --nproc_per_node=N -m skkp train ...`: N processes train one model (skkp.distributed);
+    # process 0 prints and saves, the others train quietly
+    if os.environ["RANK"] == "0":
+        return _train(args, data_parallel, main=True)
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        return _train(args, data_parallel, main=False)
+
+
+def _train(args, parallel, main):
+    """``skkp train``: fit inside the context ``parallel()``; only the ``main`` process writes files."""
     from .keypoints import NoseKeypointRegressor
 
     if args.points:
         _parse_points(args.points)  # the syntax, before reading any data
-    _check_writable(args.model, "--model")
+    if main:
+        _check_writable(args.model, "--model")
     X, y, groups, schema, photos = _load_training_data(args)
     options = {name: value for name, value in (("architecture", args.architecture), ("image_size", args.image_size),
                                                ("max_epochs", args.epochs), ("batch_size", args.batch_size),
@@ -112,14 +130,20 @@ def _cmd_train(args):
                                       margin=args.margin, size=args.image_size, random_state=args.seed)
     else:
         print(f"Training on {len(X)} images of {X.shape[1]}x{X.shape[2]} with {y.shape[1] // 2} keypoints.")
-    model.fit(X, y, groups=groups)
+    with parallel() as processes:
+        model.fit(X, y, groups=groups)
     crop_model = _crop_model(model)
+    if processes is not None:
+        print(f"Trained data-parallel by {processes.world_size} processes ({processes.backend}, batch_size "
+              f"{crop_model.batch_size} split between them).")
     if crop_model.fit_interrupted_ and not args.save_partial:
         from ._training import epochs_done
 
         print(f"skkp train: interrupted after {epochs_done(crop_model.history_)} epoch(s); {args.model} was not "
               f"written (pass --save-partial to keep a partly trained model).", file=sys.stderr)
         return 130
+    if not main:
+        return 0
     _save_model(model, args.model)
     print(f"Saved the model to {args.model}.")
     if photos:
@@ -518,7 +542,10 @@ def build_parser():
                                    "different sizes (or --crop) are whole photos: a FaceKeypointRegressor crops "
                                    "each face square around its landmarks, learns how the face detector's boxes "
                                    "map onto those crops, and is saved with them, ready for skkp predict "
-                                   "PHOTOS_DIR|VIDEO_FILE. Network options default to the estimator's own defaults.",
+                                   "PHOTOS_DIR|VIDEO_FILE. Network options default to the estimator's own defaults. "
+                                   "Started by torchrun (torchrun --nproc_per_node=N -m skkp train ...), the N "
+                                   "processes train one model data-parallel, batch_size split between them; "
+                                   "process 0 saves it (docs/scaling.md).",
                        formatter_class=_DefaultsFormatter)
     t.add_argument("--images", help="folder of images named in the landmark CSV")
     t.add_argument("--landmarks", help="CSV: image file name, then x0,y0,x1,y1,... per row")
