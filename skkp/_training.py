@@ -34,7 +34,7 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._device import AmpStepMixin, autocast, resolve_amp
+from ._device import AmpStepMixin, autocast, loader_options, resolve_amp
 from ._version import __version__
 
 #: Held while a network is initialised: weight initialisation draws from torch's
@@ -389,6 +389,9 @@ class NeuralEstimatorMixin:
         net = make_incremental(self.net_)
         if hasattr(net, "amp"):  # follows set_params(amp=...) since the last fit
             net.amp = self.amp
+        # pinned memory only where the net now is (a GPU model may have been loaded on a CPU machine)
+        for key, value in loader_options(net.device, getattr(self, "num_workers", 0)).items():
+            setattr(net, key, value)
         n, batch_size = len(train_ds), int(net.batch_size)
         # plain attributes: skorch reads iterator_train__* from them when it builds the loader
         net.iterator_train__drop_last = drop_last_for_batchnorm(n, batch_size)

@@ -19,6 +19,7 @@ from skkp._device import autocast, loader_options, resolve_amp, to_device_async,
 from skkp.datasets import make_faces, make_noses
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # bit-exact comparisons
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 CASES = {
     "keypoints": (lambda **kw: NoseKeypointRegressor(**{"architecture": "cnn", "image_size": 32, "max_epochs": 2,
@@ -299,10 +300,11 @@ class _Phase(Callback):
         self.mode.phase = "between_batches"
 
 
-def test_skkp_reads_nothing_back_per_batch_beyond_skorchs_loss(case):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
+def test_skkp_reads_nothing_back_per_batch_beyond_skorchs_loss(case, device):
     make, X, y = case
     mode = _HostReads()
-    est = make(max_epochs=2, validation_fraction=0.3, net_kwargs={"callbacks": [_Phase(mode)]})
+    est = make(max_epochs=2, validation_fraction=0.3, device=device, net_kwargs={"callbacks": [_Phase(mode)]})
     with mode:
         est.fit(X, y)
     n_train = sum(len([b for b in r["batches"] if "train_loss" in b]) for r in est.history_)
@@ -317,3 +319,21 @@ def test_skkp_reads_nothing_back_per_batch_beyond_skorchs_loss(case):
     assert all("losses.py" in r for r in reads.get("train_batches", []) + reads.get("valid_batches", []))
     # the callbacks' epoch-end totals: a few reads per epoch, not per batch
     assert len(reads.get("between_batches", [])) <= 8 * len(est.history_), reads.get("between_batches")
+
+
+# ----------------------------------------------------------------------------- on a real GPU (skipped without one)
+@needs_cuda
+def test_on_cuda_auto_trains_in_mixed_precision_with_pinned_memory(case):
+    make, X, y = case
+    est = make(device="cuda", max_epochs=3).fit(X, y)
+    net = est.net_
+    assert net.amp_dtype() is resolve_amp("auto", "cuda") is not None
+    assert net.iterator_train__pin_memory and net.iterator_valid__pin_memory
+    assert np.isfinite(np.array(_losses(est))).all()
+    mixed = _output(est, X)
+    full = _output(est.set_params(amp=False), X)
+    assert np.isfinite(mixed).all() and mixed.dtype == full.dtype
+    if isinstance(est, NoseKeypointRegressor):
+        assert np.abs(mixed - full).max() < 0.5  # pixels
+    else:
+        assert net.module_.channels_last and np.abs(mixed - full).max() < 0.05  # probabilities
