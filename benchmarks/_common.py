@@ -17,12 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-#: The checkout these scripts belong to goes first on the import path, so they measure its skkp
-#: (a checkout that is not installed, another worktree) rather than whichever copy is installed.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(1, str(ROOT))  # after the script's own folder, which holds _common
-
+#: Benchmarks measure the skkp of the checkout they are in (another installed copy may differ from
+#: the commit that metadata() records), so its root comes first on the import path.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 YTF68_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68"
 

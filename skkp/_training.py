@@ -12,16 +12,15 @@
   :class:`EpochSetter` that tells an augmenting dataset which epoch starts;
 - training without skorch's silent catch of Ctrl-C (:func:`train`: a warning names the
   epochs done) and a stop with a clear error on a non-finite loss (:class:`FiniteLoss`);
-- pickling (:func:`prepare_for_pickle`), the skkp version stamp and its warning,
-  the ``device_`` refresh when a GPU-fitted model is loaded on a CPU machine, and
-  ``history_``;
 - the device side (:mod:`skkp._device`): the ``amp`` parameter (autocast, float32 losses,
   gradient scaling) through :class:`~skkp._device.AmpStepMixin` on the skorch net classes
   :class:`SkkpNet` and :class:`SkkpNetRegressor`, pinned memory and workers
-  (:func:`~skkp._device.loader_options`), and no host-device synchronisation per batch
-  in skkp's own callbacks.
+  (:func:`~skkp._device.loader_options`), and no host-device synchronisation per batch in
+  skkp's own callbacks;
+- pickling (:func:`prepare_for_pickle`), the skkp version stamp and its warning,
+  the ``device_`` refresh when a GPU-fitted model is loaded on a CPU machine, and
+  ``history_``.
 """
-import math
 import re
 import sys
 import threading
@@ -181,7 +180,7 @@ class FiniteLoss(Callback):
         value = batches[-1].get("train_loss") if batches else None
         if value is None:  # called outside skorch's loop, which records it first
             value = float(loss.detach())
-        if not math.isfinite(value):
+        if not np.isfinite(value):
             epoch, n_batch = len(net.history), len(batches)
             raise ValueError(f"The training loss became {value} in epoch {epoch}, batch {n_batch}; the "
                              f"network diverged. Lower lr (now {net.lr}) or check the inputs and targets.")
