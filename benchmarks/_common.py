@@ -184,3 +184,73 @@ def write_results(results, path):
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + "\n")
+
+
+# ----------------------------------------------------------------------------- the plain PyTorch reference
+def synchronize(device):
+    """Wait for the work queued on a CUDA ``device`` (before reading a clock); nothing elsewhere."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def plain_train(net, loss_fn, optimizer, loader, epochs, device="cpu", amp_dtype=None, scheduler=None):
+    """The reference skkp's ``fit`` is compared with: a minimal PyTorch training loop.
+
+    ``net`` (already on ``device``) trains ``epochs`` passes over ``loader``: non-blocking copies of
+    the batches, the forward pass under autocast in ``amp_dtype`` (None: float32) with the loss on
+    float32 outputs, a ``GradScaler`` for float16, and ``scheduler.step()`` after every batch when
+    given. Nothing is read back per batch. Returns the seconds of training (the device is
+    synchronised before the clock stops).
+    """
+    import torch
+
+    device_type = torch.device(str(device)).type
+    scaler = torch.amp.GradScaler(device_type) if amp_dtype == torch.float16 else None
+    net.train()
+    synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for xb, yb in loader:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            optimizer.zero_grad()
+            if amp_dtype is None:
+                loss = loss_fn(net(xb), yb)
+            else:
+                with torch.autocast(device_type, dtype=amp_dtype):
+                    out = net(xb)
+                out = tuple(o.float() for o in out) if isinstance(out, (tuple, list)) else out.float()
+                loss = loss_fn(out, yb)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            if scheduler is not None:
+                scheduler.step()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+def plain_predict(net, X, batch_size, device="cpu", amp_dtype=None):
+    """Seconds for the network alone to run over the float32 array ``X`` in evaluation mode,
+    ``batch_size`` at a time, outputs left on the device (the reference for predict speed)."""
+    import torch
+
+    device_type = torch.device(str(device)).type
+    net.eval()
+    synchronize(device)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(X), batch_size):
+            xb = torch.from_numpy(X[i:i + batch_size]).to(device, non_blocking=True)
+            if amp_dtype is None:
+                net(xb)
+            else:
+                with torch.autocast(device_type, dtype=amp_dtype):
+                    net(xb)
+    synchronize(device)
+    return time.perf_counter() - t0

@@ -13,48 +13,44 @@ import time
 import numpy as np
 import torch
 
-from _common import add_threads_option, metadata, parser, set_threads, write_results
+from _common import add_threads_option, metadata, parser, plain_predict, plain_train, set_threads, write_results
 from skkp import NoseKeypointRegressor
 from skkp.datasets import make_noses
 from skkp.losses import MaskedKeypointLoss
 from skkp.nets import build_keypoint_net
 
 
-def plain_loop(X, y, architecture, image_size, epochs, batch_size, lr, channels_last, seed=0):
-    """Train the network with a minimal PyTorch loop; returns seconds of training."""
+def network_inputs(images, y, size):
+    """The network-ready arrays skkp computes inside fit (standardised images, [-1, 1] targets), for
+    the plain loop."""
+    X = ((images / 255.0 - (images / 255.0).mean()) / (images / 255.0).std()).astype(np.float32)[:, None]
+    return X, ((y + 0.5) * (2.0 / size) - 1.0).astype(np.float32)
+
+
+def plain_loop(X, y, architecture, image_size, epochs, batch_size, lr, channels_last, seed=0, device="cpu",
+               amp_dtype=None):
+    """Train the network with a minimal PyTorch loop (:func:`_common.plain_train`) on ``device``;
+    returns seconds of training and the network."""
     torch.manual_seed(seed)
     net = build_keypoint_net(architecture, y.shape[1], image_size, n_features=image_size ** 2,
-                             channels_last=channels_last)
+                             channels_last=channels_last).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    loss_fn = MaskedKeypointLoss()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)),
-                                         batch_size=batch_size, shuffle=True)
-    net.train()
-    t0 = time.perf_counter()
-    for _ in range(epochs):
-        for xb, yb in loader:
-            opt.zero_grad()
-            loss = loss_fn(net(xb), yb)
-            loss.backward()
-            opt.step()
-    return time.perf_counter() - t0, net
+                                         batch_size=batch_size, shuffle=True,
+                                         pin_memory=str(device).startswith("cuda"))
+    return plain_train(net, MaskedKeypointLoss(), opt, loader, epochs, device, amp_dtype), net
 
 
-def plain_predict(net, X, batch_size):
-    net.eval()
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        for i in range(0, len(X), batch_size):
-            net(torch.from_numpy(X[i:i + batch_size]))
-    return time.perf_counter() - t0
-
-
-def skkp_fit(images, y, architecture, image_size, epochs, batch_size, lr):
+def skkp_fit(images, y, architecture, image_size, epochs, batch_size, lr, device="cpu", **params):
+    """``NoseKeypointRegressor.fit`` doing the plain loop's work (no validation, no augmentation);
+    returns seconds and the model."""
     model = NoseKeypointRegressor(architecture=architecture, image_size=image_size, max_epochs=epochs,
                                   batch_size=batch_size, lr=lr, validation_fraction=0.0, augment=False,
-                                  random_state=0, device="cpu")
+                                  random_state=0, device=device, **params)
     t0 = time.perf_counter()
     model.fit(images, y)
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
     return time.perf_counter() - t0, model
 
 
@@ -70,9 +66,7 @@ def main():
     if args.smoke:
         args.n, args.epochs, args.repeats, size = 64, 1, 1, 32
     images, y = make_noses(args.n, image_size=size, random_state=0)
-    # the network-ready arrays the plain loop gets: what skkp computes inside fit (standardised, [-1, 1] targets)
-    X = ((images / 255.0 - (images / 255.0).mean()) / (images / 255.0).std()).astype(np.float32)[:, None]
-    y_unit = ((y + 0.5) * (2.0 / size) - 1.0).astype(np.float32)
+    X, y_unit = network_inputs(images, y, size)
     results = {"benchmark": "keypoint_speed", "meta": metadata(),
                "setup": {"n_images": args.n, "image_size": size, "epochs": args.epochs, "batch_size": batch,
                          "repeats": args.repeats, "statistic": "median over repeats (runs interleaved)"},

@@ -3,8 +3,8 @@
 :class:`Checkpointer` writes, after every epoch, into the directory:
 
 - ``last.pt``: network weights, optimiser state, learning-rate schedule, early-stopping
-  counters, the history and the state of every private random generator (data order,
-  dropout), so a fit that was interrupted (Ctrl-C, a killed process) resumes after its last
+  counters, the gradient scaler of float16 training, the history and the state of every
+  private random generator (data order, dropout), so a fit that was interrupted (Ctrl-C, a killed process) resumes after its last
   finished epoch and ends with the same weights as an uninterrupted run;
 - ``best.pt``: the weights of the epoch with the best monitored loss (``valid_loss``, or
   ``train_loss`` without a validation split);
@@ -28,8 +28,10 @@ from skorch.history import History
 
 LAST, BEST, HISTORY = "last.pt", "best.pt", "history.json"
 CHECKPOINT_VERSION = 1
-#: Parameters that do not change what a fit computes (on one device).
-_NEUTRAL = ("checkpoint", "verbose", "device", "num_workers")
+#: Parameters that do not change what a fit computes (on one device). ``amp``, like ``device``,
+#: chooses how the arithmetic is done, not the recipe: a fit may resume on another device or
+#: precision (and then ends close to, not bit-identical with, an uninterrupted run).
+_NEUTRAL = ("checkpoint", "verbose", "device", "num_workers", "amp")
 
 
 def _describe(value):
@@ -73,6 +75,12 @@ def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _grad_scaler_state(net):
+    """The state of the net's float16 gradient scaler (plain numbers), or None without one."""
+    scaler = getattr(net, "grad_scaler_", None)
+    return scaler.state_dict() or None if scaler is not None else None
 
 
 def _generators(net):
@@ -126,6 +134,9 @@ class Checkpointer(Callback):
         net.module_.load_state_dict(state["module"])
         net.optimizer_.load_state_dict(state["optimizer"])
         net.history = History(state["history"])
+        scaler = net.get_grad_scaler() if hasattr(net, "get_grad_scaler") else None
+        if scaler is not None and state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
         for generator, saved in zip(_generators(net), state["generators"]):
             if generator is not None and saved is not None:
                 generator.set_state(saved)
@@ -168,6 +179,7 @@ class Checkpointer(Callback):
             "version": CHECKPOINT_VERSION, "fingerprint": self.fingerprint, "seed": self.seed,
             "module": module, "optimizer": net.optimizer_.state_dict(), "history": history,
             "generators": [None if g is None else g.get_state() for g in _generators(net)],
+            "grad_scaler": _grad_scaler_state(net),
             "schedulers": {name: _plain(cb.lr_scheduler_.state_dict()) for name, cb in net.callbacks_
                            if isinstance(cb, LRScheduler) and cb.lr_scheduler_ is not None},
             "early_stopping": {name: {"misses": int(cb.misses_), "threshold": float(cb.dynamic_threshold_),

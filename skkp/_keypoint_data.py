@@ -186,24 +186,41 @@ class KeypointDataset(torch.utils.data.Dataset):
 
 class PixelMAE(Callback):
     """Record ``train_mae_px`` and ``valid_mae_px`` (mean absolute error in pixels
-    of the network frame) in the history after each epoch."""
+    of the network frame) in the history after each epoch.
+
+    The sums stay on the network's device (float64 total, integer count) and are read once
+    per epoch, so on a GPU no batch waits for them."""
 
     def __init__(self, px_per_unit):
         self.px_per_unit = px_per_unit
 
     def on_epoch_begin(self, net, **kwargs):
-        self._sums = {True: [0.0, 0], False: [0.0, 0]}
+        self._sums = {}
+        self._scale = None
 
     def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
-        target = batch[1].to(y_pred.device)
+        target = batch[1].to(y_pred.device, non_blocking=True)
+        if self._scale is None or self._scale.dtype != y_pred.dtype or self._scale.device != y_pred.device:
+            self._scale = torch.as_tensor(self.px_per_unit, dtype=y_pred.dtype, device=y_pred.device)
         mask = ~torch.isnan(target)
-        err = (y_pred.detach() - torch.nan_to_num(target)).abs() * torch.as_tensor(
-            self.px_per_unit, dtype=y_pred.dtype, device=y_pred.device)
-        self._sums[training][0] += float(err[mask].sum())
-        self._sums[training][1] += int(mask.sum())
+        err = (y_pred.detach() - torch.nan_to_num(target)).abs() * self._scale
+        # boolean indexing makes a GPU wait (the output size is read back); masking adds the same
+        # values in another order, so the CPU keeps indexing and its numbers stay as they were
+        total = (torch.where(mask, err, 0.0).sum() if err.is_cuda else err[mask].sum()).double()
+        count = mask.sum()
+        if training in self._sums:
+            self._sums[training][0] += total
+            self._sums[training][1] += count
+        else:
+            self._sums[training] = [total, count]
 
     def on_epoch_end(self, net, **kwargs):
         for training, key in ((True, "train_mae_px"), (False, "valid_mae_px")):
-            total, count = self._sums[training]
-            if count:
-                net.history.record(key, total / count)
+            if training in self._sums:
+                total, count = (float(v) if v.is_floating_point() else int(v) for v in self._sums[training])
+                if count:
+                    net.history.record(key, total / count)
+        self.on_train_end(net)
+
+    def on_train_end(self, net, **kwargs):
+        self._sums, self._scale = {}, None  # no device tensors in a pickled model

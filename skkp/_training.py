@@ -12,6 +12,11 @@
   :class:`EpochSetter` that tells an augmenting dataset which epoch starts;
 - training without skorch's silent catch of Ctrl-C (:func:`train`: a warning names the
   epochs done) and a stop with a clear error on a non-finite loss (:class:`FiniteLoss`);
+- the device side (:mod:`skkp._device`): the ``amp`` parameter (autocast, float32 losses,
+  gradient scaling) through :class:`~skkp._device.AmpStepMixin` on the skorch net classes
+  :class:`SkkpNet` and :class:`SkkpNetRegressor`, pinned memory and workers
+  (:func:`~skkp._device.loader_options`), and no host-device synchronisation per batch in
+  skkp's own callbacks;
 - pickling (:func:`prepare_for_pickle`), the skkp version stamp and its warning,
   the ``device_`` refresh when a GPU-fitted model is loaded on a CPU machine, and
   ``history_``.
@@ -24,10 +29,12 @@ import warnings
 
 import numpy as np
 import torch
+from skorch import NeuralNet, NeuralNetRegressor
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ._device import AmpStepMixin, autocast, loader_options, resolve_amp
 from ._version import __version__
 
 #: Held while a network is initialised: weight initialisation draws from torch's
@@ -168,12 +175,21 @@ class EpochSetter(Callback):
 class FiniteLoss(Callback):
     """Stop training with a ``ValueError`` naming the epoch and batch as soon as the
     training loss is NaN or infinite (as scikit-learn's MLP stops on non-finite
-    weights), instead of training on and predicting NaN."""
+    weights), instead of training on and predicting NaN.
+
+    It reads the number skorch has already copied to the host for the history (the batch's
+    ``train_loss``), so on a GPU it adds no synchronisation of its own."""
 
     def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
-        if training and loss is not None and not torch.isfinite(loss).all():
-            epoch, n_batch = len(net.history), len(net.history[-1]["batches"])
-            raise ValueError(f"The training loss became {float(loss.detach())} in epoch {epoch}, batch {n_batch}; the "
+        if not training or loss is None:
+            return
+        batches = net.history[-1]["batches"]
+        value = batches[-1].get("train_loss") if batches else None
+        if value is None:  # called outside skorch's loop, which records it first
+            value = float(loss.detach())
+        if not np.isfinite(value):
+            epoch, n_batch = len(net.history), len(batches)
+            raise ValueError(f"The training loss became {value} in epoch {epoch}, batch {n_batch}; the "
                              f"network diverged. Lower lr (now {net.lr}) or check the inputs and targets.")
 
 
@@ -247,6 +263,16 @@ def give_private_generators(net, seed):
     for i, module in enumerate(net.module_.modules()):
         if hasattr(type(module), "generator"):
             module.generator = torch.Generator(device=device).manual_seed(seed + 7919 * (i + 1))
+
+
+class SkkpNet(AmpStepMixin, NeuralNet):
+    """skorch's ``NeuralNet`` with the ``amp`` parameter and non-blocking copies
+    (:class:`~skkp._device.AmpStepMixin`); :class:`skkp.FaceParser` trains one."""
+
+
+class SkkpNetRegressor(AmpStepMixin, NeuralNetRegressor):
+    """skorch's ``NeuralNetRegressor`` with the ``amp`` parameter and non-blocking copies;
+    :class:`skkp.NoseKeypointRegressor` trains one."""
 
 
 class TimeLeft(Callback):
@@ -373,6 +399,11 @@ class NeuralEstimatorMixin:
         """One more epoch of ``self.net_`` on ``train_ds`` (``partial_fit``): constant learning
         rate, optimiser state kept, private generators seeded by ``seed``."""
         net = make_incremental(self.net_)
+        if hasattr(net, "amp"):  # follows set_params(amp=...) since the last fit
+            net.amp = self.amp
+        # pinned memory only where the net now is (a GPU model may have been loaded on a CPU machine)
+        for key, value in loader_options(net.device, getattr(self, "num_workers", 0)).items():
+            setattr(net, key, value)
         n, batch_size = len(train_ds), int(net.batch_size)
         # plain attributes: skorch reads iterator_train__* from them when it builds the loader
         net.iterator_train__drop_last = drop_last_for_batchnorm(n, batch_size)
@@ -390,6 +421,12 @@ class NeuralEstimatorMixin:
             warnings.warn(f"{type(self).__name__}.partial_fit was interrupted (KeyboardInterrupt); the model keeps "
                           f"the weights it had then (fit_interrupted_ is True).", UserWarning, stacklevel=3)
         return self
+
+    def _inference_autocast(self):
+        """Autocast context for predicting with the fitted network: ``amp`` on the network's
+        device (off on the CPU unless asked for); callers cast the outputs to float32."""
+        device = self.net_.device
+        return autocast(device, resolve_amp(getattr(self, "amp", "auto"), device))
 
     def to_onnx(self, path, opset=None):
         """Write the fitted model to an ONNX file with its preprocessing (:func:`skkp.onnx.export`);

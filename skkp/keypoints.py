@@ -9,22 +9,24 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
-from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.helper import predefined_split
 
 from ._keypoint_data import AUGMENT_DEFAULTS  # noqa: F401  (public: the augment=True ranges)
+from ._device import host_to_device, loader_options, resolve_amp
 from ._keypoint_data import KeypointDataset, KeypointFrame, PixelMAE, augment_config, names_from_columns
-from ._training import (EpochSetter, NeuralEstimatorMixin, check_finite_output, draw_seed, drop_last_for_batchnorm,
-                        epochs_done, loader_generators, log_options, merge_callbacks, resolve_device,
-                        validation_split)
+from ._training import (EpochSetter, NeuralEstimatorMixin, SkkpNetRegressor, check_finite_output, draw_seed,
+                        drop_last_for_batchnorm, epochs_done, loader_generators, log_options, merge_callbacks,
+                        resolve_device, validation_split)
 from ._validation import check_fitted_input, check_groups, check_images, check_keypoint_targets
 from .losses import MaskedKeypointLoss
 from .nets import ARCHITECTURES, build_keypoint_net, seed_output_layer, transfer_weights
 from .schemas import get_schema, infer_flip_pairs
 
 #: Architectures that train faster in the ``channels_last`` memory format on CPU
-#: (measured by benchmarks/bench_keypoint_speed.py; results/keypoint_speed.json).
+#: (measured by benchmarks/bench_keypoint_speed.py; results/keypoint_speed.json). They keep it on
+#: CUDA too: PyTorch's channels-last tutorial reports the largest gains for convolutions on NVIDIA
+#: tensor cores in reduced precision (amp); benchmarks/bench_gpu.py times both layouts there.
 CHANNELS_LAST_ARCHITECTURES = ("cnn", "heatmap", "inception")
 
 
@@ -82,8 +84,10 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         flips when the shape is not symmetric). An explicit sequence overrides
         both; flips are only drawn when there is at least one pair.
     num_workers : int, default=0
-        DataLoader worker processes for training.
+        DataLoader worker processes that prepare (augment) training batches. Results do not
+        depend on it: each sample's augmentation is drawn from ``(seed, epoch, index)``.
     device : {"auto", "cpu", "cuda"}, default="auto"
+        On CUDA, batches come in pinned memory and are copied without blocking.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, the validation split, shuffling and augmentation.
         The global torch and numpy random states are left untouched.
@@ -118,6 +122,16 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         would (on the CPU, to the last bit); a checkpoint of another fit is
         ignored with a warning and overwritten. Files are read with
         ``torch.load(weights_only=True)``. Not used by ``partial_fit``.
+    amp : {"auto", True, False, "bf16", "fp16"}, default="auto"
+        Automatic mixed precision for training and predict: the network runs under
+        ``torch.autocast`` while losses are computed and predictions returned in
+        float32. "auto" uses bfloat16 on CUDA GPUs that have it natively (compute
+        capability 8.0+), float16 with a gradient scaler on older ones, and is off
+        on the CPU (results there are those of full precision, bit for bit); True is
+        "auto" that also uses bfloat16 on the CPU; "bf16"/"fp16" force a dtype (both
+        run on the CPU too, slowly); False is off everywhere. Like ``device``, it
+        changes how the arithmetic is done, not the training recipe (a checkpoint
+        resumes across it).
 
     Attributes
     ----------
@@ -196,13 +210,14 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         "init": [str, os.PathLike, BaseEstimator, None],
         "warm_start": ["boolean"],
         "checkpoint": [str, os.PathLike, None],
+        "amp": [StrOptions({"auto", "bf16", "fp16"}), "boolean"],
     }
 
     def __init__(self, architecture="heatmap", image_size=96, max_epochs=60, batch_size=64, lr=2e-3,
                  weight_decay=0.0, loss="l1", lr_schedule="cosine", validation_fraction=0.1,
                  early_stopping=None, augment=True, schema=None, keypoint_names=None, flip_pairs=None,
                  num_workers=0, device="auto", random_state=None, verbose=0, net_kwargs=None, init=None,
-                 warm_start=False, checkpoint=None):
+                 warm_start=False, checkpoint=None, amp="auto"):
         self.architecture = architecture
         self.image_size = image_size
         self.max_epochs = max_epochs
@@ -225,6 +240,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         self.init = init
         self.warm_start = warm_start
         self.checkpoint = checkpoint
+        self.amp = amp
 
     # ------------------------------------------------------------------ input handling
     def _check_X(self, X, fitting):
@@ -360,6 +376,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         names, pairs = self._resolve_names(n_keypoints, targets, y)
         augment = augment_config(self.augment) if is_image else None
         device = resolve_device(self.device)
+        resolve_amp(self.amp, device)  # an amp this device cannot run is an error before any work
         n_features = int(np.prod(checked.image_shape)) * checked.n_channels_in if is_image else checked.data.shape[1]
         start = self._starting_point(checked, n_features, targets)
         keep = self._labelled_rows(targets, 2 if incremental else 1)
@@ -405,7 +422,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
                     if start["point_map"] is not None:
                         seed_output_layer(start["module"], net.module_, start["point_map"])
             self._set_l2_groups(net)
-        return self._fit_net(NeuralNetRegressor, params, train_ds, device, seed, setup=setup, checkpointer=checkpointer)
+        return self._fit_net(SkkpNetRegressor, params, train_ds, device, seed, setup=setup, checkpointer=checkpointer)
 
     def _starting_point(self, checked, n_features, targets):
         """What ``warm_start`` (when fitted) or ``init`` gives the network to start from: a dict
@@ -488,10 +505,10 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             iterator_train__shuffle=True,
             **loader_generators(seed),
             iterator_train__drop_last=drop_last_for_batchnorm(n_train, self.batch_size),
-            iterator_train__num_workers=self.num_workers,
-            iterator_train__persistent_workers=False,
+            **loader_options(device, self.num_workers),
             callbacks=merge_callbacks(callbacks, kwargs.pop("callbacks", None)),
             device=device,
+            amp=self.amp,
             verbose=int(self.verbose),
             **log_params,
         )
@@ -501,7 +518,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
     def _unfitted_net(self, device):
         """An initialised net of the fitted shape (optimiser groups included), for :func:`skkp.load`
         to fill with saved weights."""
-        net = NeuralNetRegressor(**self._net_params(0, None, device, 0)).initialize()
+        net = SkkpNetRegressor(**self._net_params(0, None, device, 0)).initialize()
         self._set_l2_groups(net)
         return net
 
@@ -533,17 +550,18 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
 
     def _forward(self, inputs):
         """Network outputs for standardised inputs, in evaluation mode, ``batch_size`` at a time
-        (larger CPU batches were slower: their activations leave the caches)."""
+        (larger CPU batches were slower: their activations leave the caches), under ``amp``; read
+        back to the host once, at the end."""
         batch_size = self.batch_size
         module = self.net_.module_
         device = self.net_.device
         module.eval()
         outs = []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._inference_autocast():
             for start in range(0, len(inputs), batch_size):
-                batch = torch.from_numpy(inputs[start:start + batch_size]).to(device)
-                outs.append(module(batch).float().cpu().numpy())
-        out = np.concatenate(outs).astype(np.float64)
+                batch = host_to_device(torch.from_numpy(inputs[start:start + batch_size]), device)
+                outs.append(module(batch).float())
+        out = torch.cat(outs).cpu().numpy().astype(np.float64)
         check_finite_output(out, "keypoints", len(inputs))
         return out
 

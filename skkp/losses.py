@@ -64,15 +64,15 @@ class OhemCrossEntropy(nn.Module):
         pixel_loss = F.cross_entropy(input, target, ignore_index=self.ignore_index, reduction="none")
         # masks and sums instead of boolean indexing: the same values, without nonzero/gather passes
         valid = target != self.ignore_index
-        n_valid = int(valid.sum())
+        hard = valid & (pixel_loss > -math.log(self.thresh))
+        # both counts in one read: on a GPU each read to the host waits for the queued work
+        n_valid, n_hard = (int(n) for n in torch.stack([valid.sum(), hard.sum()]).tolist())
         if n_valid == 0:
             return input.sum() * 0.0
         if isinstance(self.min_kept, numbers.Integral):
             k = min(int(self.min_kept), n_valid)
         else:
             k = int(math.ceil(self.min_kept * n_valid))
-        hard = valid & (pixel_loss > -math.log(self.thresh))
-        n_hard = int(hard.sum())
         if n_hard > k:
             return torch.where(hard, pixel_loss, 0.0).sum() / n_hard
         if k == 0:

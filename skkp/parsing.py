@@ -5,17 +5,17 @@ import os
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from skorch import NeuralNet
 from skorch.callbacks import LRScheduler
 from skorch.helper import predefined_split
 from torch.optim.lr_scheduler import LambdaLR
 
+from ._device import host_to_device, loader_options, resolve_amp
 from ._parsing_data import ParsingDataset, ValidMeanIoU, to_network_frame
-from ._training import (EpochSetter, NeuralEstimatorMixin, check_finite_output, draw_seed, drop_last_for_batchnorm,
-                        epochs_done, loader_generators, log_options, merge_callbacks, resolve_device,
-                        validation_split)
+from ._training import (EpochSetter, NeuralEstimatorMixin, SkkpNet, check_finite_output, draw_seed,
+                        drop_last_for_batchnorm, epochs_done, loader_generators, log_options, merge_callbacks,
+                        resolve_device, validation_split)
 from ._validation import check_groups, check_parsing_X, check_parsing_X_y
 from .losses import MultiHeadLoss, OhemCrossEntropy
 from .metrics import mean_iou
@@ -146,7 +146,12 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     backbone_weights : str, path-like or None, default=None
         Local torchvision ``resnet18`` state dict (``.pth``) to start from;
         needs ``width=1.0``.
+    num_workers : int, default=0
+        DataLoader worker processes that prepare (augment) training batches. Results do not
+        depend on it: each image's augmentation is drawn from ``(seed, epoch, index)``.
     device : {"auto", "cpu", "cuda"}, default="auto"
+        On CUDA the network is kept in the ``channels_last`` memory format, and batches come
+        in pinned memory and are copied without blocking.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, batch order and augmentation. The global NumPy
         and torch random states are left untouched.
@@ -163,6 +168,11 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         A directory for the training state after every epoch; a fit with the
         same parameters and data resumes from it (see
         :class:`~skkp.NoseKeypointRegressor`'s ``checkpoint``).
+    amp : {"auto", True, False, "bf16", "fp16"}, default="auto"
+        Automatic mixed precision for training and predict, as in
+        :class:`~skkp.NoseKeypointRegressor`: "auto" is bfloat16 on CUDA GPUs that have
+        it natively, float16 with a gradient scaler on older ones, off on the CPU; the
+        OHEM losses are computed and probabilities returned in float32.
 
     Attributes
     ----------
@@ -207,18 +217,20 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         "scale_range": [tuple, list, None],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "backbone_weights": [str, os.PathLike, None],
+        "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "net_kwargs": [dict, None],
         "warm_start": ["boolean"],
         "checkpoint": [str, os.PathLike, None],
+        "amp": [StrOptions({"auto", "bf16", "fp16"}), "boolean"],
     }
 
     def __init__(self, image_size=448, classes=None, width=1.0, max_epochs=30, batch_size=16, lr=1e-2,
                  warmup_steps=100, ohem_thresh=0.7, min_kept=1 / 16, augment=True, scale_range=(0.75, 2.0),
-                 validation_fraction=0.1, backbone_weights=None, device="auto", random_state=None, verbose=0,
-                 net_kwargs=None, warm_start=False, checkpoint=None):
+                 validation_fraction=0.1, backbone_weights=None, num_workers=0, device="auto", random_state=None,
+                 verbose=0, net_kwargs=None, warm_start=False, checkpoint=None, amp="auto"):
         self.image_size = image_size
         self.classes = classes
         self.width = width
@@ -232,12 +244,14 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         self.scale_range = scale_range
         self.validation_fraction = validation_fraction
         self.backbone_weights = backbone_weights
+        self.num_workers = num_workers
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
         self.net_kwargs = net_kwargs
         self.warm_start = warm_start
         self.checkpoint = checkpoint
+        self.amp = amp
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
@@ -307,6 +321,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     def _fit(self, X, y, groups, incremental):
         names = self._check_params()
         device = resolve_device(self.device)
+        resolve_amp(self.amp, device)  # an amp this device cannot run is an error before any work
         X, y = check_parsing_X_y(X, y, n_classes=len(names), ignore_index=IGNORE_INDEX)
         group_labels = check_groups(groups, X.shape[0])
         start = None
@@ -347,7 +362,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             elif self.backbone_weights is not None:
                 load_backbone_weights(net.module_, self.backbone_weights)
 
-        self._fit_net(NeuralNet, params, train_ds, device, seed, setup=setup, checkpointer=checkpointer)
+        self._fit_net(SkkpNet, params, train_ds, device, seed, setup=setup, checkpointer=checkpointer)
         self.class_names_ = names
         self.classes_ = np.arange(len(names))
         self.n_classes_ = len(names)
@@ -358,15 +373,19 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     def _net_params(self, names, batch_size, drop_last, schedule, valid_ds, device, seed):
         """The skorch NeuralNet's parameters: network, loss, optimiser, schedule, callbacks."""
         params = dict(
+            # channels_last on CUDA: PyTorch's channels-last tutorial reports the largest convolution
+            # gains on NVIDIA tensor cores in reduced precision (amp); on the CPU the default layout
+            # stays (not measured faster there). benchmarks/bench_gpu.py times both layouts on a GPU.
             module=MultiHeadParsingNet, module__n_classes=len(names), module__width=float(self.width),
+            module__channels_last=torch.device(str(device)).type == "cuda",
             criterion=MultiHeadLoss,
             criterion__loss=OhemCrossEntropy(self.ohem_thresh, self.min_kept, IGNORE_INDEX),
             optimizer=_SGD, optimizer__momentum=0.9, optimizer__weight_decay=5e-4,
             lr=float(self.lr), max_epochs=1 if schedule is None else int(self.max_epochs), batch_size=batch_size,
             iterator_train__shuffle=True, **loader_generators(seed),
-            iterator_train__drop_last=drop_last,
+            iterator_train__drop_last=drop_last, **loader_options(device, self.num_workers),
             train_split=predefined_split(valid_ds) if valid_ds is not None else None, device=device,
-            predict_nonlinearity=None, verbose=int(self.verbose),
+            amp=self.amp, predict_nonlinearity=None, verbose=int(self.verbose),
         )
         extra = dict(self.net_kwargs or {})
         builtin = [("augment_epoch", EpochSetter())]
@@ -384,7 +403,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     def _unfitted_net(self, device):
         """An initialised net of the fitted shape, for :func:`skkp.load` to fill with saved weights."""
         params = self._net_params(self.class_names_, int(self.batch_size), False, WarmupPolyLR(1, 0), None, device, 0)
-        return NeuralNet(**params).initialize()
+        return SkkpNet(**params).initialize()
 
     # ------------------------------------------------------------------ inference
     def _network_logits(self, X):
@@ -397,8 +416,10 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         module.eval()
         with torch.inference_mode():
             for start in range(0, len(ds), bs):
-                batch = torch.stack([ds[i][0] for i in range(start, min(start + bs, len(ds)))]).to(device)
-                logits = module(batch).float()
+                batch = host_to_device(torch.stack([ds[i][0] for i in range(start, min(start + bs, len(ds)))]),
+                                       device)
+                with self._inference_autocast():
+                    logits = module(batch).float()
                 check_finite_output(logits, "logits", len(batch))
                 yield start, logits
 

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .nets import _ChannelsLastMixin
+
 __all__ = ["BasicBlock", "ResNet18Backbone", "ParsingHead", "MultiHeadParsingNet",
            "load_backbone_weights", "upsample_bilinear"]
 
@@ -184,7 +186,7 @@ class ParsingHead(nn.Module):
         return self.classifier(self.conv(self.block(x)))
 
 
-class MultiHeadParsingNet(nn.Module):
+class MultiHeadParsingNet(_ChannelsLastMixin, nn.Module):
     """ResNet18 backbone with one parsing head on each of stages 2, 3 and 4.
 
     Each head's logits are upsampled (bilinear) to the input size. In training
@@ -207,6 +209,10 @@ class MultiHeadParsingNet(nn.Module):
         Backbone stages that get a head. The default is the reference design;
         adding stage 1 (stride 4) gives a finer head for small parts (eyes,
         brows) on low-resolution inputs, for about a fifth more compute.
+    channels_last : bool, default=False
+        Keep weights and convolution activations in the ``channels_last`` memory
+        format (what :class:`skkp.FaceParser` uses on CUDA); results are the same up
+        to floating-point rounding.
 
     Shapes: (B, in_channels, H, W) -> (B, n_classes, H, W) (eval) or a tuple of
     one such tensor per head (train).
@@ -220,16 +226,20 @@ class MultiHeadParsingNet(nn.Module):
     [(2, 19, 32, 32), (2, 19, 32, 32), (2, 19, 32, 32)]
     """
 
-    def __init__(self, n_classes, width=1.0, in_channels=3, head_channels=None, head_stages=(2, 3, 4)):
+    channels_last = False  # for networks pickled before the option existed
+
+    def __init__(self, n_classes, width=1.0, in_channels=3, head_channels=None, head_stages=(2, 3, 4),
+                 channels_last=False):
         super().__init__()
         self.backbone = ResNet18Backbone(width=width, in_channels=in_channels, stages=head_stages)
         mid = _scaled(128, width) if head_channels is None else int(head_channels)
         self.heads = nn.ModuleList(ParsingHead(c, mid, n_classes) for c in self.backbone.out_channels)
+        self._set_layout(channels_last)
 
     def head_logits(self, x):
         """The heads' logits, each (B, n_classes, H, W), in any mode (finest first)."""
         size = x.shape[-2:]
-        feats = self.backbone(x)
+        feats = self.backbone(self._layout(x))
         return tuple(upsample_bilinear(head(f), size) for head, f in zip(self.heads, feats))
 
     def forward(self, x):

@@ -1,0 +1,215 @@
+"""The device side of training, shared by both skorch estimators: mixed precision (the ``amp``
+parameter), pinned memory and non-blocking host-to-device copies.
+
+- :func:`resolve_amp` turns ``amp`` and a device into an autocast dtype (or None);
+- :class:`AmpStepMixin` gives a skorch net class training, validation and evaluation steps
+  that run the forward pass under autocast, compute the loss in float32, scale the
+  gradients for float16 and copy batches to a CUDA device without blocking;
+- :func:`loader_options` are the DataLoader settings for a device (workers, pinned memory).
+
+On the CPU with ``amp`` off (the default there) every step does exactly what skorch's own
+does, so results are bit-identical to skorch's steps.
+"""
+import contextlib
+
+import numpy as np
+import torch
+from skorch.dataset import unpack_data
+from skorch.utils import TeeGenerator
+
+#: Autocast dtypes by the name ``amp`` takes.
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_AMP_VALUES = "'auto', True, False, 'bf16' or 'fp16'"
+
+
+def cuda_supports_bf16(device):
+    """Whether the CUDA ``device`` computes in bfloat16 natively: NVIDIA compute capability 8.0
+    and newer (A100, H100/H200, RTX 30xx and later) and ROCm GPUs. Older GPUs only emulate it."""
+    if torch.version.hip:
+        return True
+    return tuple(torch.cuda.get_device_capability(torch.device(str(device)))) >= (8, 0)
+
+
+def resolve_amp(amp, device, name="amp"):
+    """The autocast dtype for ``amp`` on ``device`` (a resolved device such as ``"cpu"`` or
+    ``"cuda:0"``), or None for full float32 precision.
+
+    ``"auto"`` is bf16 on CUDA GPUs with native bf16, fp16 on older CUDA GPUs, and off
+    elsewhere (the CPU); ``True`` is the same on CUDA and bf16 on other devices; ``"bf16"`` and
+    ``"fp16"`` ask for that dtype; ``False`` is off.
+
+    Examples
+    --------
+    >>> resolve_amp("auto", "cpu") is None, resolve_amp("bf16", "cpu")
+    (True, torch.bfloat16)
+    """
+    if isinstance(amp, np.bool_):
+        amp = bool(amp)
+    if not (isinstance(amp, bool) or (isinstance(amp, str) and amp in ("auto", "bf16", "fp16"))):
+        raise ValueError(f"{name} must be {_AMP_VALUES}, got {amp!r}.")
+    device = torch.device(str(device))
+    if amp is False or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp is True or amp == "auto":
+        return torch.float16 if device.type == "cuda" and not cuda_supports_bf16(device) else torch.bfloat16
+    if not torch.amp.is_autocast_available(device.type):
+        raise ValueError(f"{name}={amp!r}: this torch has no autocast for {device.type!r} devices; use {name}=False.")
+    if amp == "bf16" and device.type == "cuda" and not cuda_supports_bf16(device):
+        raise ValueError(f"{name}='bf16' needs a GPU with native bfloat16 (compute capability 8.0 or newer); "
+                         f"this one only emulates it. Use {name}='fp16' or 'auto'.")
+    return AMP_DTYPES[amp]
+
+
+def autocast(device, dtype):
+    """``torch.autocast`` on ``device``'s type in ``dtype``; a context that does nothing when
+    ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(str(device)).type, dtype=dtype)
+
+
+def to_float32(out):
+    """Network outputs (a tensor, or tensors in tuples, lists or dicts) with every reduced-precision
+    floating tensor cast to float32; float32 tensors are returned as they are."""
+    if torch.is_tensor(out):
+        return out.float() if out.is_floating_point() and out.dtype != torch.float64 else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(to_float32(o) for o in out)
+    if isinstance(out, dict):
+        return {k: to_float32(v) for k, v in out.items()}
+    return out
+
+
+def to_device_async(data, device):
+    """``data`` (tensors, also in tuples, lists or dicts) copied to a CUDA ``device`` with
+    ``non_blocking=True``: from pinned memory the copy overlaps with the GPU's work instead of
+    waiting for it. On other devices ``data`` is returned as it is (skorch moves it)."""
+    device = torch.device(str(device))
+    if device.type != "cuda":
+        return data
+    if torch.is_tensor(data):
+        return data.to(device, non_blocking=True)
+    if isinstance(data, (tuple, list)):
+        return type(data)(to_device_async(d, device) for d in data)
+    if isinstance(data, dict):
+        return {k: to_device_async(v, device) for k, v in data.items()}
+    return data
+
+
+def host_to_device(array_batch, device):
+    """A tensor of host memory (e.g. ``torch.from_numpy``) on ``device``: on CUDA pinned first and
+    copied without blocking (a copy from pageable memory waits for the GPU's queue)."""
+    device = torch.device(str(device))
+    if device.type != "cuda":
+        return array_batch.to(device)
+    return array_batch.pin_memory().to(device, non_blocking=True)
+
+
+def loader_options(device, num_workers=0):
+    """skorch DataLoader parameters for training on ``device``.
+
+    ``num_workers`` processes prepare (augment) training batches; they are started anew each
+    epoch (not persistent), so each sees the epoch :class:`skkp._training.EpochSetter` set
+    (augmentation draws depend only on ``(seed, epoch, index)``, so any number of workers gives
+    the same batches). On CUDA the batches come in pinned memory, which makes their copies to
+    the GPU asynchronous.
+    """
+    cuda = torch.device(str(device)).type == "cuda"
+    return {"iterator_train__num_workers": int(num_workers), "iterator_train__persistent_workers": False,
+            "iterator_train__pin_memory": cuda, "iterator_valid__pin_memory": cuda}
+
+
+def new_grad_scaler(device_type):
+    """A ``GradScaler`` for float16 training on ``device_type``."""
+    return torch.amp.GradScaler(device_type)
+
+
+class AmpStepMixin:
+    """Training, validation and evaluation steps for a skorch net class (put it left of the
+    skorch class) with the ``amp`` parameter (see :func:`resolve_amp`).
+
+    - the forward pass runs under ``torch.autocast``; its outputs are cast to float32 before
+      the loss, so losses (soft-argmax coordinates, OHEM cross-entropy) are computed in float32,
+      and callbacks and predictions see float32;
+    - with float16 a ``GradScaler`` (``grad_scaler_``) scales the loss; gradients are unscaled
+      before ``on_grad_computed`` (so clipping callbacks see true gradients), and steps with
+      infinite gradients are skipped. Its scale is saved in checkpoints. bfloat16 needs no
+      scaler, and no host-device synchronisation per step (GradScaler's skip check is one);
+    - batches go to a CUDA device with non-blocking copies (see :func:`to_device_async`).
+
+    With ``amp`` off the steps are skorch's own, operation for operation.
+    """
+
+    def __init__(self, *args, amp=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.amp = amp
+
+    def amp_dtype(self):
+        """The autocast dtype of this net's ``amp`` on its device, or None."""
+        return resolve_amp(getattr(self, "amp", False), self.device)
+
+    def get_grad_scaler(self):
+        """The ``GradScaler`` of float16 training (made on first use, and again when the device type
+        changed, keeping its scale), or None when no scaling is needed."""
+        if self.amp_dtype() is not torch.float16:
+            return None
+        device_type = torch.device(str(self.device)).type
+        scaler = getattr(self, "grad_scaler_", None)
+        if scaler is None or getattr(scaler, "_device", device_type) != device_type:
+            new = new_grad_scaler(device_type)
+            if scaler is not None and scaler.state_dict():
+                new.load_state_dict(scaler.state_dict())
+            self.grad_scaler_ = scaler = new
+        return scaler
+
+    def initialize_optimizer(self, *args, **kwargs):
+        out = super().initialize_optimizer(*args, **kwargs)
+        self.grad_scaler_ = None  # a new optimiser starts a new scale
+        return out
+
+    def _forward_amp(self, Xi, dtype, **fit_params):
+        with autocast(self.device, dtype):
+            y_pred = self.infer(Xi, **fit_params)
+        return y_pred if dtype is None else to_float32(y_pred)
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = unpack_data(to_device_async(batch, self.device))
+        dtype = self.amp_dtype()
+        y_pred = self._forward_amp(Xi, dtype, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        scaler = self.get_grad_scaler() if dtype is torch.float16 else None
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        scaler = self.get_grad_scaler()
+        if scaler is None:
+            return super().train_step(batch, **fit_params)
+        # GradScaler.step takes no closure: one forward and backward, then the scaled step
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        optimizers = [getattr(self, name + "_") for name in self._optimizers]
+        for optimizer in optimizers:
+            scaler.unscale_(optimizer)
+        self.notify("on_grad_computed", named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                    batch=batch, training=True)
+        for optimizer in optimizers:
+            scaler.step(optimizer)
+        scaler.update()
+        return step
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        Xi, yi = unpack_data(to_device_async(batch, self.device))
+        with torch.no_grad():
+            y_pred = self._forward_amp(Xi, self.amp_dtype(), **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
+
+    def evaluation_step(self, batch, training=False):
+        self.check_is_fitted()
+        Xi, _ = unpack_data(to_device_async(batch, self.device))
+        with torch.set_grad_enabled(training):
+            self._set_training(training)
+            return self._forward_amp(Xi, self.amp_dtype())
