@@ -123,6 +123,19 @@ def print_table(path, summary_lines):
     return 0
 
 
+def ytf68_run(args, summary_lines):
+    """The start of a ytf68 benchmark with ``--table``: None after printing the docs table
+    (:func:`print_table`) or saying the data are absent; else ytf68's folder, with the torch
+    threads set (:func:`set_threads`)."""
+    if args.table:
+        print_table(args.table, summary_lines)
+        return None
+    data_dir = data_dir_or_none()
+    if data_dir is not None:
+        set_threads(args)
+    return data_dir
+
+
 def _git_commit():
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (PERSON_SPLIT, add_table_option, add_threads_option, data_dir_or_none, metadata,  # noqa: E402
-                     parser, person_split, print_table, set_threads, timeit, write_results)
+from _common import (PERSON_SPLIT, add_table_option, add_threads_option, metadata, parser,  # noqa: E402
+                     person_split, ytf68_run, timeit, write_results)
 
 from skkp.datasets import crop_faces, uncrop_keypoints  # noqa: E402
 from skkp.detection import (FaceDetector, available_backends, box_iou, calibrate_detections,  # noqa: E402
@@ -200,12 +200,9 @@ def main(argv=None):
     p.add_argument("--no-keypoints", action="store_true", help="skip the 68-point framing comparison")
     add_table_option(p, "docs/photos.md")
     args = p.parse_args(argv)
-    if args.table:
-        return print_table(args.table, summary_lines)
-    data_dir = data_dir_or_none()
+    data_dir = ytf68_run(args, summary_lines)
     if data_dir is None:
         return 0
-    set_threads(args)
     data, groups, train, test = person_split(data_dir, 12 if args.smoke else None)
     train = train[::1 if args.smoke else args.train_step]
     targets = keypoint_boxes(data.keypoints)

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (PERSON_SPLIT, add_table_option, add_threads_option, data_dir_or_none, metadata,  # noqa: E402
-                     parser, person_split, print_table, set_threads, write_results)
+from _common import (PERSON_SPLIT, add_table_option, add_threads_option, metadata, parser,  # noqa: E402
+                     person_split, ytf68_run, write_results)
 
 from skkp import NoseKeypointRegressor  # noqa: E402
 from skkp.datasets import IBUG68_NOSE  # noqa: E402
@@ -97,12 +97,9 @@ def summary_lines(result):
 def main(argv=None):
     p = add_table_option(add_threads_option(parser(__doc__.splitlines()[0])), "docs/photos.md")
     args = p.parse_args(argv)
-    if args.table:
-        return print_table(args.table, summary_lines)
-    data_dir = data_dir_or_none()
+    data_dir = ytf68_run(args, summary_lines)
     if data_dir is None:
         return 0
-    set_threads(args)
     data, groups, train, test = person_split(data_dir, 40 if args.smoke else None, gray=True)
     images = data.images
     cols = nose_columns()

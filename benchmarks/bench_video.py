@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (PERSON_SPLIT, add_table_option, add_threads_option, data_dir_or_none, metadata,  # noqa: E402
-                     parser, person_split, print_table, set_threads, write_results)
+from _common import (PERSON_SPLIT, add_table_option, add_threads_option, metadata, parser,  # noqa: E402
+                     person_split, ytf68_run, write_results)
 
 from skkp.video import OneEuroFilter, read_video, track_video  # noqa: E402
 
@@ -76,12 +76,9 @@ def main(argv=None):
     p.add_argument("--detect-every", type=int, default=30)
     add_table_option(p, "docs/photos.md")
     args = p.parse_args(argv)
-    if args.table:
-        return print_table(args.table, summary_lines)
-    data_dir = data_dir_or_none()
+    data_dir = ytf68_run(args, summary_lines)
     if data_dir is None:
         return 0
-    set_threads(args)
     settings_run = SETTINGS
     if args.smoke:
         args.people, args.frames, settings_run = 2, 8, SETTINGS[::2]

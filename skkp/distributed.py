@@ -46,7 +46,6 @@ import atexit
 import contextlib
 import datetime
 import hashlib
-import math
 import numbers
 import os
 
