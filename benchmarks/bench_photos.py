@@ -96,6 +96,8 @@ def summary_lines(result):
 
 def main(argv=None):
     p = add_table_option(add_threads_option(parser(__doc__.splitlines()[0])), "docs/photos.md")
+    p.add_argument("--jitter", default=None,
+                   help="FaceKeypointRegressor's jitter: 'auto' or a number (default: the estimator's default)")
     args = p.parse_args(argv)
     data_dir = ytf68_run(args, summary_lines)
     if data_dir is None:
@@ -104,7 +106,10 @@ def main(argv=None):
     images = data.images
     cols = nose_columns()
     inner = NoseKeypointRegressor(random_state=0, **({"max_epochs": 1, "image_size": 32} if args.smoke else {}))
-    model = FaceKeypointRegressor(inner, random_state=0, **({"size": 32} if args.smoke else {}))
+    options = {"size": 32} if args.smoke else {}
+    if args.jitter is not None:
+        options["jitter"] = args.jitter if args.jitter == "auto" else float(args.jitter)
+    model = FaceKeypointRegressor(inner, random_state=0, **options)
     t0 = time.perf_counter()
     model.fit([images[i] for i in train], data.keypoints[train][:, cols], groups=groups[train])
     fit_s = time.perf_counter() - t0
@@ -135,7 +140,7 @@ def main(argv=None):
                         "split": PERSON_SPLIT,
                         "target": "iBUG 27-35 nose points", "model": repr(model), "detector": model.detector_.backend,
                         "nme": "mean nose point error / outer-eye distance (points 36, 45)", "smoke": args.smoke},
-           "fit_s": fit_s, "calibration": model.calibration_.to_dict(),
+           "fit_s": fit_s, "calibration": model.calibration_.to_dict(), "jitter": model.jitter, "jitter_": model.jitter_,
            "train_detection_rate": model.detection_rate_, "regressor_epochs": len(model.regressor_.history_),
            "detect_s_per_frame": detect_s / len(test_images), "predict_s_per_frame_boxes_given": timing,
            "framings": framings}

@@ -15,7 +15,7 @@ from .datasets._crop import _parse_jitter
 from .detection import (BACKENDS, BoxCalibration, FaceDetector, _as_calibration, _box_array, _image_list,
                         calibrate_detections, keypoint_boxes, xywh_to_xyxy)
 
-__all__ = ["FaceKeypointRegressor", "predict_in_boxes"]
+__all__ = ["FaceKeypointRegressor", "framing_jitter", "predict_in_boxes"]
 
 
 def predict_in_boxes(regressor, faces, boxes, size=96, margin=0.25, refine=1):
@@ -53,6 +53,41 @@ def predict_in_boxes(regressor, faces, boxes, size=96, margin=0.25, refine=1):
     return points
 
 
+def framing_jitter(calibrated_boxes, landmark_boxes, quantile=0.8):
+    """The crop jitter ``(shift, scale)`` of :func:`~skkp.datasets.crop_faces` that covers how
+    calibrated detector boxes sit around the landmark boxes of the same faces.
+
+    ``shift`` is the ``quantile`` of the centre offsets (the larger of x and y) and ``scale``
+    the ``quantile`` of the side ratios (``|ratio - 1|``, as ``exp(|log ratio|) - 1``), both in
+    units of the landmark box's side, as ``crop_faces`` measures them; at least ``(0.05, 0.1)``
+    and at most ``(0.5, 0.9)``. Training crops jittered this much look like the crops a detector
+    gives at predict time.
+
+    Parameters
+    ----------
+    calibrated_boxes, landmark_boxes : array of shape (n, 4)
+        ``x, y, w, h`` of the same n faces.
+    quantile : float, default=0.8
+
+    Returns
+    -------
+    (float, float)
+
+    Examples
+    --------
+    >>> framing_jitter([[12, 10, 20, 20], [10, 10, 24, 24]], [[10, 10, 20, 20], [10, 10, 20, 20]], quantile=1.0)
+    (0.1, 0.2)
+    """
+    det = np.asarray(calibrated_boxes, dtype=np.float64).reshape(-1, 4)
+    ref = np.asarray(landmark_boxes, dtype=np.float64).reshape(-1, 4)
+    side = ref[:, 2:].max(axis=1)
+    offset = np.abs((det[:, :2] + det[:, 2:] / 2) - (ref[:, :2] + ref[:, 2:] / 2)).max(axis=1) / side
+    ratio = np.abs(np.log(det[:, 2:].max(axis=1) / side))
+    shift = float(np.clip(np.quantile(offset, quantile), 0.05, 0.5))
+    scale = float(np.clip(np.expm1(np.quantile(ratio, quantile)), 0.1, 0.9))
+    return round(shift, 4), round(scale, 4)
+
+
 class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
     """Keypoints on photos of any size: find each face, crop it, regress, map the points back.
 
@@ -85,9 +120,12 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         :func:`~skkp.datasets.crop_faces`).
     size : int, default=96
         Side of the crops the regressor sees.
-    jitter : float or (float, float), default=0.05
+    jitter : "auto", float or (float, float), default=0.05
         Random shift and scale of the training crops (``jitter`` of
         :func:`~skkp.datasets.crop_faces`), so the regressor tolerates imperfect boxes.
+        ``"auto"`` measures, on the training faces the detector found, how far its calibrated
+        boxes sit from the landmark boxes (:func:`framing_jitter`) and jitters that much
+        (0.05 when it found none), so training crops look like the crops it will give.
     match_iou : float, default=0.3
         A detection is the labelled face when its calibrated box has an IoU above it with the
         landmark-extent box (see :func:`skkp.detection.calibrate_detections`).
@@ -117,6 +155,8 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         Fraction of the training images searched for the calibration in which the face was
         detected (a calibrated detection with IoU > ``match_iou`` with its landmark-extent
         box); NaN for a model made by :meth:`from_regressor`.
+    jitter_ : float or (float, float)
+        The jitter the training crops had (``jitter``, or what ``"auto"`` measured).
     fit_interrupted_ : bool
         True when the regressor's training was interrupted (Ctrl-C), as
         ``NoseKeypointRegressor.fit_interrupted_``.
@@ -152,7 +192,7 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         "detector": [StrOptions(set(BACKENDS)), callable],
         "margin": [Interval(numbers.Real, 0, None, closed="left")],
         "size": [Interval(numbers.Integral, 16, None, closed="left")],
-        "jitter": [Interval(numbers.Real, 0, None, closed="left"), tuple, list],
+        "jitter": [Interval(numbers.Real, 0, None, closed="left"), tuple, list, StrOptions({"auto"})],
         "match_iou": [Interval(numbers.Real, 0, 1, closed="neither")],
         "max_calibration_images": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "refine": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -226,6 +266,7 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         model.detector_ = model._make_detector()
         model.calibration_ = BoxCalibration() if calibration is None else _as_calibration(calibration)
         model.detection_rate_ = float("nan")
+        model.jitter_ = None  # no training crops
         model.fit_interrupted_ = False
         model.n_keypoints_ = int(n_outputs) // 2
         model.y_ndim_ = 2
@@ -275,7 +316,8 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         self
         """
         self._validate_params()
-        _parse_jitter(self.jitter)
+        if self.jitter != "auto":
+            _parse_jitter(self.jitter)
         imgs = _image_list(images, "images")
         if not imgs:
             raise ValueError("images is empty: expected at least one image.")
@@ -310,15 +352,22 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
                           f"the {len(searched)} training images searched; the box calibration is the identity.",
                           UserWarning, stacklevel=2)
 
+        jitter = self.jitter
+        if jitter == "auto":
+            found = np.flatnonzero(match >= 0)
+            jitter = 0.05 if not found.size else framing_jitter(
+                np.array([calibration.apply(detections[i][match[i]][None, :4])[0] for i in found]),
+                keypoint_boxes(flat[searched[found]]))
         if isinstance(regressor, FrozenEstimator):
             fitted = regressor
         else:
             crops = crop_faces([imgs[i] for i in idx], keypoints=flat[idx], size=self.size, margin=self.margin,
-                               gray=True, jitter=self.jitter, random_state=rng)
+                               gray=True, jitter=jitter, random_state=rng)
             extra = {} if group_labels is None else {"groups": group_labels[idx]}
             fitted = clone(regressor).fit(crops.images, crops.keypoints, **extra)
 
         self.regressor_ = fitted
+        self.jitter_ = jitter
         self.fit_interrupted_ = bool(getattr(fitted, "fit_interrupted_", False))
         self.detector_ = detector
         self.calibration_ = calibration

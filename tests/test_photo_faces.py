@@ -377,3 +377,23 @@ def test_joblib_round_trip_in_a_fresh_process(tmp_path):
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.joblib"), str(tmp_path / "p.npy")], check=True,
                    timeout=120)
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), expected)
+
+
+def test_auto_jitter_matches_how_far_the_detector_boxes_stray():
+    images, points = scenes(30, seed=12)
+    exact = FaceKeypointRegressor(MeanRegressor(), detector=rect_detector, jitter="auto").fit(images, points)
+    assert exact.jitter_ == (0.05, 0.1)  # calibrated boxes are the landmark boxes: the smallest jitter
+    rng = np.random.RandomState(0)
+
+    def sloppy(image):  # the right square, moved and resized by up to 20% of its side
+        box = rect_detector(image).astype(float)
+        side = box[:, 2:3]
+        return np.c_[box[:, :2] + rng.uniform(-0.2, 0.2, (len(box), 2)) * side,
+                     box[:, 2:] * rng.uniform(0.8, 1.2, (len(box), 1))]
+
+    model = FaceKeypointRegressor(MeanRegressor(), detector=sloppy, jitter="auto", random_state=0).fit(images, points)
+    shift, scale = model.jitter_
+    assert 0.1 < shift < 0.4 and 0.1 <= scale < 0.4
+    assert model.get_params()["jitter"] == "auto"
+    with pytest.raises(ValueError, match="jitter"):
+        FaceKeypointRegressor(MeanRegressor(), detector=rect_detector, jitter="wide").fit(images, points)
