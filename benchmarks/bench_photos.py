@@ -23,6 +23,7 @@ Run:  python benchmarks/bench_photos.py --json benchmarks/results/photos_end_to_
 Docs: python benchmarks/bench_photos.py --table benchmarks/results/photos_end_to_end.json
 CI:   python benchmarks/bench_photos.py --smoke
 """
+import os
 import sys
 import time
 import warnings
@@ -63,7 +64,7 @@ def scores(pred, truth68):
             "per_frame_nme": [None if not np.isfinite(v) else round(float(v), 5) for v in nme]}
 
 
-ROWS = {"landmark_box": "crops framed on the true nose points (the training framing; an oracle)",
+ROWS = {"landmark_box": "crops framed on the true nose points (an oracle: the frame leaks the answer's extent)",
         "refine_0": "detector box, calibrated (`refine=0`)",
         "detector": "detector box, calibrated, reframed once (`refine=1`, the default)",
         "refine_2": "detector box, calibrated, reframed twice (`refine=2`)"}
@@ -83,13 +84,20 @@ def summary_lines(result):
         lines.append(f"| {label} | {pct(r['found_rate'])} | {pct(r['nme_found'])} | {pct(r['nme_median_found'])} "
                      f"| {pct(r[key])} |")
     gap = result["framings"]["detector"]["nme_found"] - result["framings"]["landmark_box"]["nme_found"]
-    lines += ["", f"Detection and calibration cost {100 * gap:.1f} points of NME on the frames with a face "
-              f"(calibration {result['calibration']}; the detector found the labelled face in "
-              f"{100 * result['train_detection_rate']:.0f}% of the {result['calibration']['n_boxes']} training "
-              f"frames it matched).",
+    c = result["calibration"]
+    jitter = result.get("jitter_", 0.05)
+    lines += ["", f"Detection and calibration cost {100 * gap:.1f} points of NME on the frames with a face. "
+              f"Calibration: dx = {c['dx']:+.3f}, dy = {c['dy']:+.3f}, scale_x = {c['scale_x']:.3f}, scale_y = "
+              f"{c['scale_y']:.3f} (the nose box is that fraction of the detector's face box), from the "
+              f"{c['n_boxes']} training frames where the detector found the labelled face "
+              f"({100 * result['train_detection_rate']:.0f}% of those searched); training crops jittered by "
+              f"{jitter if not isinstance(jitter, list) else tuple(jitter)} "
+              f"(`jitter={result.get('jitter', 0.05)!r}`).",
               "", f"*{s['n_test']} held-out frames of {s['people_train_test'][1]} people; trained on "
               f"{s['n_train']} frames of {s['people_train_test'][0]} others ({s['split']}) in "
-              f"{result['fit_s'] / 60:.1f} min on {meta['torch_threads']} torch thread(s); run {meta['date']} at "
+              f"{result['fit_s'] / 60:.1f} min on {meta['torch_threads']} torch thread(s) of a shared machine"
+              f"{' (load ' + format(meta['loadavg_at_end'][2], '.1f') + ')' if 'loadavg_at_end' in meta else ''}; "
+              f"run {meta['date']} at "
               f"commit `{meta['commit']}`.*"]
     return lines
 
@@ -116,6 +124,7 @@ def main(argv=None):
     print(f"fitted in {fit_s:.0f} s; calibration {model.calibration_}, detection rate {model.detection_rate_:.3f}",
           flush=True)
 
+    described = repr(model)  # before predict's rows change refine
     test_images, truth = [images[i] for i in test], data.keypoints[test]
     t0 = time.perf_counter()
     detections = [model.detector_.detect(im) for im in test_images]
@@ -134,11 +143,11 @@ def main(argv=None):
             framings[name] = scores(pred, truth)
     for name, r in framings.items():
         print(name, {k: v for k, v in r.items() if k != "per_frame_nme"}, flush=True)
-    out = {"benchmark": "photos_end_to_end", "meta": metadata("cpu"),
+    out = {"benchmark": "photos_end_to_end", "meta": {**metadata("cpu"), "loadavg_at_end": list(os.getloadavg())},
            "settings": {"data": data_dir.name, "n_train": len(train), "n_test": len(test),
                         "people_train_test": [len(set(groups[train])), len(set(groups[test]))],
                         "split": PERSON_SPLIT,
-                        "target": "iBUG 27-35 nose points", "model": repr(model), "detector": model.detector_.backend,
+                        "target": "iBUG 27-35 nose points", "model": described, "detector": model.detector_.backend,
                         "nme": "mean nose point error / outer-eye distance (points 36, 45)", "smoke": args.smoke},
            "fit_s": fit_s, "calibration": model.calibration_.to_dict(), "jitter": model.jitter, "jitter_": model.jitter_,
            "train_detection_rate": model.detection_rate_, "regressor_epochs": len(model.regressor_.history_),
