@@ -118,7 +118,13 @@ def test_images_are_checked_and_a_single_image_is_refused(astronaut):
         detect_faces([np.full((40, 40), -1.0)])
     with pytest.raises(TypeError, match="numbers"):
         detect_faces([np.zeros((40, 40), bool)])
+    with pytest.raises(ValueError, match=r"images\[0\] is empty"):
+        detect_faces([np.zeros((0, 40), np.uint8)])
+    with pytest.raises(ValueError, match="real numbers"):
+        detect_faces([np.zeros((40, 40), np.complex64)])
     assert detect_faces([]) == []
+    # a 1-pixel image is an image without a face, for every backend that runs here
+    assert [b.shape for b in detect_faces([np.zeros((1, 1), np.uint8), np.zeros((1, 1, 3), np.uint8)])] == [(0, 5)] * 2
 
 
 def test_layouts_and_pixel_scales_give_the_same_boxes(astronaut):
