@@ -243,9 +243,13 @@ def duplicate_labels(data, groups, rows, n_boot):
 
 
 # ----------------------------------------------------------------------------- (b) the offset
-def mirror_ecc_offset(crop_images, keypoints68, people, min_cc, n_boot, sensitivity=(0.5, 0.6, 0.7, 0.8, 0.9)):
+def mirror_ecc_offset(crop_images, keypoints68, people, min_cc, n_boot, sensitivity=(0.5, 0.6, 0.7, 0.8, 0.9),
+                      scales=None):
     """Model-free: each crop ECC-aligned with its own mirror; the mirrored labels (pairs swapped) mapped
-    back. Returns the per-point correction (half the mean of mapped - labels) over the accepted crops."""
+    back. Returns the per-point correction (half the mean of mapped - labels) over the accepted crops.
+    With ``scales`` (crop pixels per pixel of the original image), also the fit ``x = a + b * scale`` of
+    each crop's mean x correction: an offset fixed in pixels of the original images would give a = 0, one
+    fixed relative to the face (the crop) b = 0."""
     from skkp.augment import flip_points
     from skkp.schemas import IBUG68_SCHEMA
 
@@ -275,6 +279,11 @@ def mirror_ecc_offset(crop_images, keypoints68, people, min_cc, n_boot, sensitiv
     out["all68_mean_px"] = {"x": mean_ci(D[:, :, 0].mean(1), people, n_boot),
                             "y": mean_ci(D[:, :, 1].mean(1), people, n_boot)}
     out["people"] = int(len(set(people)))
+    if scales is not None:
+        k = np.asarray(scales)[keep]
+        (a, b), *_ = np.linalg.lstsq(np.c_[np.ones_like(k), k], D[:, :, 0].mean(1), rcond=None)
+        out["x_vs_scale"] = {"a_px": float(a), "b_px_per_scale": float(b),
+                             "scale_p10_p90": [float(np.percentile(k, 10)), float(np.percentile(k, 90))]}
     return out
 
 
@@ -387,79 +396,121 @@ def _pct(x):
     return f"{100 * x:.1f}%"
 
 
+def _ci(c, fmt="{:.2f}"):
+    return f"{fmt.format(c['mean'])} ({fmt.format(c['ci95'][0])} to {fmt.format(c['ci95'][1])})"
+
+
+def _points(values):
+    return " ".join(f"{v:+.2f}" for v in values)
+
+
+def floor_estimate(result):
+    """The floor of the whole held-out set as labelled: the per-frame label noise on the rows whose labels
+    fit their image, the error the default model makes on the rows whose labels do not (the farther row of
+    each name listed twice; no model places points on the image the other row describes)."""
+    fl = result["floor"]["all_people"]["floor_per_frame"]
+    rows = result["before_after"]["raw"]["scores"]["plain, labels_as_they_are"]
+    far = rows.get("names_twice_farther_row")
+    n, n_far = rows["all"]["n"], (far or {}).get("n", 0)
+    mix = (lambda a, b: ((n - n_far) * a + n_far * b) / n) if far else (lambda a, b: a)
+    return {"nme": mix(fl["nose_nme"], far["nme"] if far else 0), "mae_px": mix(fl["nose_mae_px"], far["mae_px"] if far
+                                                                                  else 0), "n_far": n_far, "n": n}
+
+
 def summary_lines(result):
     """The markdown docs/keypoints.md quotes, from a result of this script."""
     s, meta = result["setup"], result["meta"]
     fl, held = result["floor"]["all_people"], result["floor"]["held_out_people"]
-    lines = [f"**The floor (a).** {fl['counts']['used_pairs']} of {fl['counts']['candidate_pairs']} pairs of "
-             f"consecutive frames ({fl['people']} people) aligned by ECC from the pixels alone (affine, central "
-             f"64x64 px of the crop; the others: " + ", ".join(f"{v} {k}" for k, v in fl["counts"].items()
-                                                               if k not in ("candidate_pairs", "used_pairs"))
-             + "). Disagreement of the two frames' labels, in px of the 96 px crop (95% interval over people):",
-             "", "| points | mean distance (px) | MAE per coordinate (px) | as NME |", "|---|---|---|---|"]
+    c = fl["counts"]
+    refused = ", ".join(f"{v} {k}" for k, v in c.items() if k not in ("candidate_pairs", "used_pairs"))
+    lines = [f"**(a) The floor.** ECC aligned {c['used_pairs']} of the {c['candidate_pairs']} pairs of consecutive "
+             f"frames ({fl['people']} people; refused: {refused}). Label disagreement of the two frames in px of "
+             f"the 96 px crop, and per frame (/ sqrt 2), with 95% intervals over people:", "",
+             "| points | disagreement, mean distance (px) | MAE per coordinate (px) | NME | per frame: MAE (px) "
+             "| per frame: NME |", "|---|---|---|---|---|---|"]
+    r2 = np.sqrt(2)
     for name, g in fl["disagreement"]["groups"].items():
-        lines.append(f"| {name} | {g['mean_distance_px']['mean']:.2f} "
-                     f"({g['mean_distance_px']['ci95'][0]:.2f}-{g['mean_distance_px']['ci95'][1]:.2f}) | "
-                     f"{g['mae_px']['mean']:.2f} | {_pct(g['nme']['mean'])} |")
-    gs = fl["disagreement"]["global_shift"]
-    f, fh = fl["floor_per_frame"], held.get("floor_per_frame")
-    lines += ["", f"A shift of the whole face (mean offset of the 68 points, rms {gs['rms_px']:.2f} px) makes "
-              f"{_pct(gs['share_of_squared_disagreement_68'])} of the squared disagreement over 68 points and "
+        lines.append(f"| {name} | {_ci(g['mean_distance_px'])} | {g['mae_px']['mean']:.2f} | {_pct(g['nme']['mean'])} "
+                     f"| {g['mae_px']['mean'] / r2:.2f} | {_pct(g['nme']['mean'] / r2)} |")
+    gs, f, fh = fl["disagreement"]["global_shift"], fl["floor_per_frame"], held.get("floor_per_frame")
+    sens = ", ".join(f"{_pct(v['nme'])} at {t} ({v['pairs']} pairs)" for t, v in fl["nose_floor_nme_by_min_cc"].items())
+    lines += ["", f"A shift of the whole face (the mean offset of the 68 points, rms {gs['rms_px']:.2f} px) makes "
+              f"{_pct(gs['share_of_squared_disagreement_68'])} of the squared disagreement over the 68 points and "
               f"{_pct(gs['share_of_squared_disagreement_nose'])} over the nose; without it the nose points disagree by "
               f"{gs['nose_without_shift_mean_distance_px']['mean']:.2f} px ({_pct(gs['nose_without_shift_nme']['mean'])}). "
-              f"Per frame (disagreement / sqrt 2) the nose floor is **{_pct(f['nose_nme'])} NME** "
-              f"({_pct(f['nose_nme_ci95'][0])}-{_pct(f['nose_nme_ci95'][1])}) and {f['nose_mae_px']:.2f} px MAE"
-              + (f"; on the held-out people alone {_pct(fh['nose_nme'])} and {fh['nose_mae_px']:.2f} px "
-                 f"({held['counts']['used_pairs']} pairs)" if fh else "") + "."]
-    dup = result["duplicates"]["all_people"]
+              f"The nose floor per frame is **{_pct(f['nose_nme'])} NME** ({_pct(f['nose_nme_ci95'][0])} to "
+              f"{_pct(f['nose_nme_ci95'][1])}) and {f['nose_mae_px']:.2f} px MAE at correlation >= {s['min_cc']}"
+              + (f", {_pct(fh['nose_nme'])} and {fh['nose_mae_px']:.2f} px on the held-out people alone "
+                 f"({held['counts']['used_pairs']} pairs)" if fh else "")
+              + f"; it depends on the pairs kept: {sens}."]
+    dup, rows = result["duplicates"]["all_people"], result["before_after"]["raw"]["scores"]["plain, labels_as_they_are"]
     if dup.get("names_twice"):
         d = dup["disagreement"]
         lines += ["", f"{dup['names_twice']} file names are listed twice in keypoints.csv ({dup['rows']} of "
-                  f"{s['n_rows']} rows), each time with other labels for the same image: they disagree by "
-                  f"{d['groups']['all 68']['mean_distance_px']['mean']:.2f} px over 68 points and "
+                  f"{s['n_rows']} rows), each time with other labels for the same image: the two rows disagree by "
                   f"{d['groups']['nose 27-35']['mean_distance_px']['mean']:.2f} px on the nose "
-                  f"({_pct(d['groups']['nose 27-35']['nme']['mean'])}), mostly a shift of the whole face "
-                  f"(rms {d['global_shift']['rms_px']:.2f} px, {_pct(d['global_shift']['share_of_squared_disagreement_68'])} "
-                  f"of the squared disagreement)."]
+                  f"({_pct(d['groups']['nose 27-35']['nme']['mean'])} NME), mostly a shift of the whole face "
+                  f"(rms {d['global_shift']['rms_px']:.2f} px). The held-out rows by kind, scored with the default "
+                  f"model trained on the labels as they are:", "",
+                  "| held-out rows | n | MAE (px) | nose NME | failure (NME > 0.10) |", "|---|---|---|---|---|"]
+        for key, label in (("all", "all"), ("unique_names", "names listed once"),
+                           ("names_twice_nearer_row", "names listed twice: the row nearer the prediction"),
+                           ("names_twice_farther_row", "names listed twice: the farther row")):
+            if key in rows:
+                r = rows[key]
+                lines.append(f"| {label} | {r['n']} | {r['mae_px']:.2f} | {_pct(r['nme'])} | "
+                             f"{_pct(r['failure_rate_0.10'])} |")
+        fe = floor_estimate(result)
+        lines += ["", f"Per-frame noise on the {fe['n'] - fe['n_far']} rows whose labels fit their image and the "
+                  f"farther rows as they score give a floor of about **{fe['mae_px']:.2f} px MAE and {_pct(fe['nme'])} "
+                  f"NME** for the held-out set as labelled."]
     off = result["offset"]
-    cf, me = off["crossfit"], off["mirror_ecc"]
-    lines += ["", f"**The offset (b)**, training people only, px of the 96 px crop, per nose point (95% interval over "
-              f"people); the correction is added to the labels:", "",
-              "| point | cross-fitted model: x | y | mirror ECC (no model): x | y | correction x as NME |",
-              "|---|---|---|---|---|---|"]
+    cf, me, hc = off["crossfit"], off["mirror_ecc"], off["held_out_check"]
+    lines += ["", "**(b) The offset** (training people only; the correction, in px of the 96 px crop, is added to the "
+              "labels to make them mirror-consistent; 95% intervals over people):", "",
+              "| point | cross-fitted models: x | y | mirror ECC, no model: x | y | correction x as NME | check: "
+              "default model on held-out people, x |", "|---|---|---|---|---|---|---|"]
     for k, point in enumerate(NOSE):
+        ecc = (f"{me['nose_px']['x'][k]:+.2f} ({me['nose_px']['x_ci95'][k][0]:+.2f} to "
+               f"{me['nose_px']['x_ci95'][k][1]:+.2f}) | {me['nose_px']['y'][k]:+.2f}") if "nose_px" in me else "n/a | n/a"
         lines.append(f"| {point} | {cf['nose_px']['x'][k]:+.2f} ({cf['nose_px']['x_ci95'][k][0]:+.2f} to "
-                     f"{cf['nose_px']['x_ci95'][k][1]:+.2f}) | {cf['nose_px']['y'][k]:+.2f} | "
-                     + (f"{me['nose_px']['x'][k]:+.2f} ({me['nose_px']['x_ci95'][k][0]:+.2f} to "
-                        f"{me['nose_px']['x_ci95'][k][1]:+.2f}) | {me['nose_px']['y'][k]:+.2f} | " if "nose_px" in me
-                        else "n/a | n/a | ")
-                     + f"{100 * off['correction_nme_x'][k]:+.2f}% |")
-    h = [f"half {i + 1}: " + " ".join(f"{v:+.2f}" for v in half["x"]) for i, half in enumerate(cf["halves"])]
-    lines += ["", f"Cross-fitting: `NoseKeypointRegressor(random_state=0, max_epochs={cf['params'].get('max_epochs', 60)})` "
-              f"on each half of the training people, applied to the other half ({'; '.join(h)}). Mirror ECC: "
-              f"{me['counts']['used']} of {me['counts']['crops']} crops aligned with their mirror (correlation >= "
-              f"{s['min_cc']}), over all 68 points x {me['all68_mean_px']['x']['mean']:+.2f} px"
-              if "all68_mean_px" in me else "Mirror ECC: too few crops aligned",
-              ]
-    lines[-1] += (f". The held-out check: the model trained on all training people, applied to the held-out "
-                  f"people, gives x " + " ".join(f"{v:+.2f}" for v in off["held_out_check"]["x"]) + ".")
-    lines += ["", f"**Before/after (c)**, held-out people ({s['n_test']} crops), `NoseKeypointRegressor(random_state=0)`; "
-              f"corrected labels = labels + the training-people correction (a constant per point, so scoring against "
-              f"them equals scoring predictions minus the correction against the labels as they are):", "",
-              "| model | predict | scored against | MAE (px) | nose NME | failure | unique names: MAE / NME "
-              "| signed x error per point 27-35 (px) |", "|---|---|---|---|---|---|---|---|"]
-    for label, key in (("labels as they are", "raw"), ("corrected, flip augmentation", "corrected_flip")):
-        if key not in result["before_after"]:
-            continue
-        for mode, r in result["before_after"][key]["scores"].items():
+                     f"{cf['nose_px']['x_ci95'][k][1]:+.2f}) | {cf['nose_px']['y'][k]:+.2f} | {ecc} | "
+                     f"{100 * off['correction_nme_x'][k]:+.2f}% | {hc['x'][k]:+.2f} |")
+    halves = "; ".join(f"half {i + 1}: {_points(h['x'])}" for i, h in enumerate(cf["halves"]))
+    by_cc = ", ".join(f"{v['x_nose']:+.2f} px at {t} ({v['crops']} crops)" for t, v in me.get("x_by_min_cc", {}).items())
+    lines += ["", f"Cross-fitting: `NoseKeypointRegressor(random_state=0, max_epochs="
+              f"{cf['params'].get('max_epochs', 60)})` on each half of the training people, applied to the other half "
+              f"({halves}). Mirror ECC: {me['counts']['used']} of {me['counts']['crops']} training crops of names "
+              f"listed once aligned with their own mirror at correlation >= {s['min_cc_mirror']}"
+              + (f" (all 68 points: x {_ci(me['all68_mean_px']['x'], '{:+.2f}')} px); its nose mean moves with the "
+                 f"crops kept (pose): {by_cc}." if "all68_mean_px" in me else ".")]
+    if "x_vs_scale" in me:
+        v = me["x_vs_scale"]
+        lines[-1] += (f" Per crop, x = a + b * scale (crop px per px of the original image, {v['scale_p10_p90'][0]:.2f} "
+                      f"to {v['scale_p10_p90'][1]:.2f} from the 10th to the 90th percentile) fits a = {v['a_px']:+.2f} px, "
+                      f"b = {v['b_px_per_scale']:+.2f} px: the offset is fixed relative to the face, not in pixels of "
+                      f"the original images.")
+    rows_x = hc.get("x_mean_by_rows", {})
+    if "unique_names" in rows_x and "names_twice" in rows_x:
+        lines[-1] += (f" The held-out check, mean over the nose points: {rows_x['unique_names']:+.2f} px on names listed "
+                      f"once, {rows_x['names_twice']:+.2f} px on names listed twice.")
+    lines += ["", "**(c) Before/after** on the held-out people (the default estimator; corrected labels = labels + the "
+              "correction above, a constant per point, so scoring against them is scoring predictions minus the "
+              "correction against the labels as they are):", "",
+              "| trained on | predict | scored against | MAE (px) | nose NME | failure | names listed once: MAE / "
+              "NME | signed error x, points 27-35 (px) | signed error y (px) |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, label in (("raw", "labels as they are"), ("corrected_flip", "corrected labels, flip augmentation")):
+        for mode, r in result["before_after"].get(key, {}).get("scores", {}).items():
             predict, against = mode.split(", ")
             a, u = r["all"], r["unique_names"]
             lines.append(f"| {label} | {predict.replace('_', ' ')} | {against.replace('_', ' ')} | {a['mae_px']:.2f} | "
                          f"{_pct(a['nme'])} | {_pct(a['failure_rate_0.10'])} | {u['mae_px']:.2f} / {_pct(u['nme'])} | "
-                         + " ".join(f"{v:+.2f}" for v in a["signed_x_px"]) + " |")
+                         f"{_points(a['signed_x_px'])} | {_points(a['signed_y_px'])} |")
     times = ", ".join(f"{k} {v['fit']['fit_seconds']:.0f} s" for k, v in result["before_after"].items())
-    lines += ["", f"*Training ({s['torch_threads']} torch thread(s), a shared machine): {times}. Run {meta['date']} "
-              f"at commit `{meta['commit']}`; `python benchmarks/bench_label_floor.py --threads 1 --json "
+    lines += ["", f"*{s['n_train']} training and {s['n_test']} held-out crops, people "
+              f"{s['people_train_test'][0]}/{s['people_train_test'][1]} ({s['split']}). Training on "
+              f"{s['torch_threads']} torch thread(s) of a shared 2-core machine: {times}. Run {meta['date']} at "
+              f"commit `{meta['commit']}`: `python benchmarks/bench_label_floor.py --threads 1 --json "
               f"benchmarks/results/label_floor.json`.*"]
     return lines
 
@@ -515,8 +566,8 @@ def main(argv=None):
     (X_tr, y_tr68), (X_te, y_te68) = jittered_crops(data, train, test)
     y_tr = y_tr68[:, cols]
     once = train[~twice[train]][:40 if smoke else None]
-    images, points = crop_faces_plain(data, once)
-    me = mirror_ecc_offset(images, points, groups[once], args.min_cc_mirror, n_boot)
+    images, points, scales = crop_faces_plain(data, once)
+    me = mirror_ecc_offset(images, points, groups[once], args.min_cc_mirror, n_boot, scales=scales)
     print("mirror ECC", json.dumps(me.get("all68_mean_px")), f"{time.perf_counter() - t0:.0f} s", flush=True)
     params = {"random_state": 0, "max_epochs": 1 if smoke else args.crossfit_epochs,
               **({"image_size": 32} if smoke else {})}
@@ -547,7 +598,9 @@ def main(argv=None):
                                          "scores": score_model(model, X_te, y_te68, corrected_te68, cols, subsets)}
         if name == "raw":
             d = mirror_discrepancy(model, X_te)
-            results["offset"]["held_out_check"] = {"x": d[:, :, 0].mean(0).tolist(), "y": d[:, :, 1].mean(0).tolist()}
+            results["offset"]["held_out_check"] = {
+                "x": d[:, :, 0].mean(0).tolist(), "y": d[:, :, 1].mean(0).tolist(),
+                "x_mean_by_rows": {k: float(d[r][:, :, 0].mean()) for k, r in subsets.items() if len(r)}}
         print(name, {m: (round(r["all"]["mae_px"], 3), round(r["all"]["nme"], 4))
                      for m, r in results["before_after"][name]["scores"].items()}, flush=True)
     results["total_seconds"] = time.perf_counter() - t0
@@ -570,11 +623,11 @@ def heldout_subsets(pred, y68, cols, names):
 
 
 def crop_faces_plain(data, rows):
-    """Crops without jitter (the ECC parts): (images, keypoints (n, 68, 2))."""
+    """Crops without jitter (the ECC parts): (images, keypoints (n, 68, 2), crop px per image px)."""
     from skkp.datasets import crop_faces
 
     c = crop_faces([data.images[i] for i in rows], keypoints=data.keypoints[rows], size=SIZE, margin=MARGIN, gray=True)
-    return c.images, c.keypoints.reshape(len(rows), 68, 2)
+    return c.images, c.keypoints.reshape(len(rows), 68, 2), c.transforms[:, 0, 0]
 
 
 if __name__ == "__main__":
