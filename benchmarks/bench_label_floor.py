@@ -486,10 +486,14 @@ def summary_lines(result):
                  f"crops kept (pose): {by_cc}." if "all68_mean_px" in me else ".")]
     if "x_vs_scale" in me:
         v = me["x_vs_scale"]
+        spread = v["scale_p10_p90"][1] - v["scale_p10_p90"][0]
         lines[-1] += (f" Per crop, x = a + b * scale (crop px per px of the original image, {v['scale_p10_p90'][0]:.2f} "
                       f"to {v['scale_p10_p90'][1]:.2f} from the 10th to the 90th percentile) fits a = {v['a_px']:+.2f} px, "
-                      f"b = {v['b_px_per_scale']:+.2f} px: the offset is fixed relative to the face, not in pixels of "
-                      f"the original images.")
+                      f"b = {v['b_px_per_scale']:+.2f} px" + (": the offset is fixed relative to the face, not in pixels of the "
+                                                                "original images." if abs(v["b_px_per_scale"]) * spread
+                                                                < abs(v["a_px"]) / 3 else
+                                                                " (an offset fixed relative to the face has b = 0, one "
+                                                                "fixed in pixels of the original images a = 0)."))
     rows_x = hc.get("x_mean_by_rows", {})
     if "unique_names" in rows_x and "names_twice" in rows_x:
         lines[-1] += (f" The held-out check, mean over the nose points: {rows_x['unique_names']:+.2f} px on names listed "
