@@ -527,11 +527,11 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             Flip test-time averaging: also predict on the mirrored images, mirror
             those points back (swapping ``flip_pairs_``) and return the mean of
             the two. Twice the inference time. The result is mirror-consistent:
-            a labelling offset that mirrors into its opposite (ytf68's labels sit
-            about 1.1 px right of a mirror-consistent labelling at 96 px,
-            docs/benchmarks.md) cancels out of it, so compare it with
-            labels corrected for that offset. Needs images and a layout with
-            left/right pairs (a non-empty ``flip_pairs_``).
+            a labelling offset that mirrors into its opposite cancels out of it
+            (ytf68's labels sit about 1 px right of a mirror-consistent labelling
+            at 96 px, docs/keypoints.md), so score it against labels corrected
+            for such an offset. Needs images and a layout with left/right pairs
+            (a non-empty ``flip_pairs_``).
 
         Returns
         -------
