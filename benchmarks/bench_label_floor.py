@@ -494,6 +494,12 @@ def summary_lines(result):
                                                                 < abs(v["a_px"]) / 3 else
                                                                 " (an offset fixed relative to the face has b = 0, one "
                                                                 "fixed in pixels of the original images a = 0)."))
+    geo = off.get("label_geometry", {})
+    if geo:
+        lines[-1] += (" Without images, the midline points' x minus the midpoint of the nostril wings 31/35 average "
+                      + ", ".join(f"{k.split(' ')[0][1:]}: {v['mean']:+.2f}" for k, v in geo.items())
+                      + " px; head roll and yaw move these differences as much as labelling would, and this check "
+                        "cannot tell them apart, so it gives no estimate.")
     rows_x = hc.get("x_mean_by_rows", {})
     if "unique_names" in rows_x and "names_twice" in rows_x:
         lines[-1] += (f" The held-out check, mean over the nose points: {rows_x['unique_names']:+.2f} px on names listed "
