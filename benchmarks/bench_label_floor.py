@@ -9,13 +9,16 @@ points with a margin of 0.25) and in NME (divided by the outer-eye distance, poi
     (``cv2.findTransformECC``, affine, on the central 64x64 px of the crop) estimates from the
     pixels alone the warp between the two crops, from two starting points; a pair counts when ECC
     converges from both, they agree within 0.25 px on every point, the correlation reaches
-    ``--min-cc`` and the warp is plausible (scales 0.85-1.15, the crop centre moved under 12 px). Frame B's labels
-    go through B's crop and the warp into A's crop; their disagreement with A's labels, divided by
-    sqrt(2), is the per-frame label noise: the error of a model that found every point exactly.
-    Also: the disagreement of the two label rows of file names that occur twice (same image).
+    ``--min-cc`` and the warp is plausible (scales 0.85-1.15, the crop centre moved under 12 px).
+    Frame B's labels go through B's crop and the warp into A's crop; their disagreement with A's
+    labels, divided by sqrt(2), is the per-frame label noise: the error of a model that found every
+    point exactly. Also: the two label rows of each file name listed twice (one image), and the
+    held-out rows by kind (names listed once; for names listed twice, the row nearer to the
+    prediction of the model of (c) and the farther one).
 (b) Offset of the labels from a mirror-consistent labelling, from the training people only:
-    cross-fitting (the default estimator, ``--crossfit-epochs`` epochs, trained on one half of the
-    training people and applied to the other half, on each crop and on its mirror) and, without
+    cross-fitting (the default estimator with ``--crossfit-epochs`` epochs, cheaper than the 60 of
+    the default: trained on one half of the training people and applied to the other half, on each
+    crop and on its mirror; the model of (c) applied to the held-out people checks it) and, without
     any model, ECC between each training crop and its own mirror. Half the mean of (mirrored
     points mirrored back - points) per point is the shift that makes the labels mirror-consistent.
 (c) Before/after on the held-out people with the protocol of bench_ytf68_keypoints.py
@@ -24,6 +27,9 @@ points with a margin of 0.25) and in NME (divided by the outer-eye distance, poi
     augmentation; each scored plainly and with flip test-time averaging
     (``predict(X, flip_average=True)``), against the labels as they are and against the corrected
     labels (labels + the training-people offset: a constant per point).
+
+Two full trainings and two half ones: about 40 minutes on a free 2-core machine. ``--cache DIR``
+keeps the fitted models and reuses them when parameters, data size and correction match.
 
     python benchmarks/bench_label_floor.py --threads 1 --cache /tmp/skkp-floor \\
         --json benchmarks/results/label_floor.json
@@ -327,8 +333,8 @@ def fit_model(name, params, X, y, cache, extra=None):
 def mirror_discrepancy(model, X):
     """(n, K, 2): half of (prediction on the mirrored crop, mirrored back) - (prediction on the crop)."""
     plain = model.predict(X)
-    both = model.predict(X, flip_average=True)
-    return ((both - plain) * 1.0).reshape(len(X), -1, 2)  # (plain + back)/2 - plain = (back - plain)/2
+    both = model.predict(X, flip_average=True)  # (plain + back) / 2
+    return (both - plain).reshape(len(X), -1, 2)
 
 
 def crossfit_offset(X, y, people, params, cache, n_boot):
