@@ -133,6 +133,51 @@ def swap_pairs(points, pairs):
     return out
 
 
+def flip_points(points, width, flip_pairs=()):
+    """Keypoints of horizontally mirrored images: ``x -> width - 1 - x``, then ``flip_pairs`` swapped.
+
+    The points of ``image[:, ::-1]`` given those of ``image`` (pixel centres at integer
+    coordinates, as everywhere in skkp); the swap keeps each point's name (the subject's
+    left eye is still called left after the mirror). Applying it twice gives the points back.
+
+    Parameters
+    ----------
+    points : array-like of shape (n, 2K) or (n, K, 2)
+        ``x0, y0, x1, y1, ...`` per row; NaN stays NaN.
+    width : int or float
+        Width of the images in pixels.
+    flip_pairs : sequence of (int, int), default=()
+        Disjoint keypoint index pairs that exchange names under a mirror (a schema's
+        ``flip_pairs``).
+
+    Returns
+    -------
+    flipped : ndarray of float64, the shape of ``points``
+
+    Examples
+    --------
+    >>> flip_points(np.array([[10.0, 5.0, 20.0, 6.0]]), 96, flip_pairs=[(0, 1)])
+    array([[75.,  6., 85.,  5.]])
+    """
+    pts = np.array(points, dtype=np.float64, copy=True)
+    if pts.ndim not in (2, 3) or (pts.ndim == 2 and pts.shape[1] % 2) or (pts.ndim == 3 and pts.shape[2] != 2):
+        raise ValueError(f"points must have shape (n, 2K) or (n, K, 2), got {pts.shape}.")
+    if not isinstance(width, (int, float, np.integer, np.floating)) or not width > 0:
+        raise ValueError(f"width must be a positive number of pixels, got {width!r}.")
+    view = pts.reshape(len(pts), -1, 2)
+    n_keypoints = view.shape[1]
+    pairs = [tuple(int(i) for i in p) for p in flip_pairs]
+    used = [i for p in pairs for i in p]
+    if any(len(p) != 2 for p in pairs) or len(set(used)) != len(used) or \
+            any(not 0 <= i < n_keypoints for i in used):
+        raise ValueError(f"flip_pairs must be disjoint pairs of keypoint indices in [0, {n_keypoints}), "
+                         f"got {flip_pairs!r}.")
+    view[:, :, 0] = (width - 1) - view[:, :, 0]
+    for i, j in pairs:
+        view[:, [i, j]] = view[:, [j, i]]
+    return pts
+
+
 # --------------------------------------------------------------------------- #
 # face-parsing transforms: an image and its label map move together
 # --------------------------------------------------------------------------- #

@@ -93,7 +93,7 @@ def test_finetune_benchmark_layout_is_mirror_consistent():
 #: (script, result file, docs page): the page quotes ``script --table result`` between the script's
 #: DOCS_START and DOCS_END markers
 DOC_TABLES = [("bench_detection", "detection.json", "photos.md"), ("bench_photos", "photos_end_to_end.json", "photos.md"),
-              ("bench_video", "video.json", "photos.md")]
+              ("bench_video", "video.json", "photos.md"), ("bench_label_floor", "label_floor.json", "keypoints.md")]
 
 
 @pytest.mark.parametrize("script, result, page", DOC_TABLES)
