@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F  # noqa: F401  (the docstring examples use it)
 
 from .nets import _ChannelsLastMixin
 
