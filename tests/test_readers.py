@@ -145,19 +145,36 @@ def landmark_dir(tmp_path):
 
 def test_landmarks_csv_good(landmark_dir):
     root, rgb = landmark_dir
-    data = load_landmarks_csv(root / "points.csv", root)
+    with pytest.warns(UserWarning, match="1 image names \\(e.g. Ann_Lee_1.png\\) are on more than one row"):
+        data = load_landmarks_csv(root / "points.csv", root)
     assert list(data.filenames) == ["Ann_Lee_1.png", "12345_abc.png", "Ann_Lee_2.png",
                                     "Ann_Lee_1.png"]  # duplicate name kept
+    assert data.n_conflicting == 2
     assert list(data.groups) == ["Ann_Lee", "12345_abc", "Ann_Lee", "Ann_Lee"]
     for name, image in zip(data.filenames, data.images):
         np.testing.assert_array_equal(image, rgb[name])  # RGB, not BGR
     assert data.keypoints.shape == (4, 4)
     np.testing.assert_array_equal(data.keypoints[1], [5.5, np.nan, 7, 8])
     assert data.n_skipped == 0
-    gray = load_landmarks_csv(root / "points.csv", root, gray=True)
+    with pytest.warns(UserWarning, match="more than one row"):
+        gray = load_landmarks_csv(root / "points.csv", root, gray=True)
     assert gray.images[0].shape == (20, 30)
     expected = cv2.cvtColor(rgb["Ann_Lee_1.png"], cv2.COLOR_RGB2GRAY)
     assert np.abs(gray.images[0].astype(int) - expected).max() <= 1
+
+
+def test_landmarks_csv_names_with_conflicting_points(landmark_dir):
+    root, _ = landmark_dir
+    dropped = load_landmarks_csv(root / "points.csv", root, duplicates="drop")
+    assert list(dropped.filenames) == ["12345_abc.png", "Ann_Lee_2.png"] and dropped.n_conflicting == 2
+    assert dropped.keypoints.shape == (2, 4) and len(dropped.images) == 2 and list(dropped.groups)[1] == "Ann_Lee"
+    same = root / "same.csv"  # a name repeated with the same points (NaN included) is no conflict
+    same.write_text("image,x0,y0,x1,y1\nAnn_Lee_1.png,1,,3,4\nAnn_Lee_1.png,1,,3,4\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_landmarks_csv(same, root).n_conflicting == 0
+    with pytest.raises(ValueError, match="duplicates must be"):
+        load_landmarks_csv(same, root, duplicates="first")
 
 
 @pytest.mark.parametrize("row, message", [

@@ -123,6 +123,11 @@ def load_kaggle_facial_keypoints(path, errors="raise"):
         What to do with a bad row (wrong number of fields or pixels, text where a
         number belongs, pixels outside 0..255): raise ``ValueError`` naming file
         and line, or skip it with a warning and count it in ``n_skipped``.
+    duplicates : {"keep", "drop"}, default="keep"
+        Rows of an image named again with different points: keep them all with a
+        warning giving the count and the first such name, or drop every row of
+        those names (counted in ``n_conflicting``). Rows that repeat the same
+        points are kept either way.
 
     Returns
     -------
@@ -221,13 +226,15 @@ def _looks_numeric(fields):
     return True
 
 
-def load_landmarks_csv(csv_path, image_dir, gray=False, errors="raise"):
+def load_landmarks_csv(csv_path, image_dir, gray=False, errors="raise", duplicates="keep"):
     """Read images and landmarks listed in a CSV file (the ytf68 layout).
 
     The first line is a header such as ``image,x0,y0,x1,y1,...``; each row then
     names an image file (relative to ``image_dir``) followed by the x, y pixel
-    coordinates of K points. Empty coordinate fields are missing (NaN). Every row
-    is kept, even when an image name repeats.
+    coordinates of K points. Empty coordinate fields are missing (NaN). An image
+    named on several rows with different points has conflicting labels (ytf68 has
+    584 such names, whose rows disagree by 8 px on the nose: one row was made for
+    another crop of the image); ``duplicates`` says what to do with them.
 
     Parameters
     ----------
@@ -240,13 +247,19 @@ def load_landmarks_csv(csv_path, image_dir, gray=False, errors="raise"):
         What to do with a bad row (wrong number of fields, text where a number
         belongs, missing or unreadable image): raise ``ValueError`` naming file
         and line, or skip it with a warning and count it in ``n_skipped``.
+    duplicates : {"keep", "drop"}, default="keep"
+        Rows of an image named again with different points: keep them all with a
+        warning giving the count and the first such name, or drop every row of
+        those names (counted in ``n_conflicting``). Rows that repeat the same
+        points are kept either way.
 
     Returns
     -------
     data : sklearn.utils.Bunch
         ``images`` list of uint8 arrays (sizes may differ); ``keypoints`` (n, 2K)
         float64; ``filenames`` (n,) str; ``groups`` (n,) str, :func:`person_id`
-        of each file (use with ``GroupKFold``); ``n_skipped``.
+        of each file (use with ``GroupKFold``); ``n_skipped``; ``n_conflicting``,
+        the rows of names with conflicting points (kept or dropped).
 
     Notes
     -----
@@ -265,6 +278,8 @@ def load_landmarks_csv(csv_path, image_dir, gray=False, errors="raise"):
     ((20, 30, 3), array([[ 3.,  4., 10., nan]]), array(['Ann_Lee'], dtype='<U7'))
     """
     _check_errors(errors)
+    if duplicates not in ("keep", "drop"):
+        raise ValueError(f"duplicates must be 'keep' or 'drop', got {duplicates!r}.")
     csv_path, image_dir = os.fspath(csv_path), os.fspath(image_dir)
     if not os.path.isdir(image_dir):
         raise ValueError(f"image_dir is not a folder: {image_dir}")
@@ -310,6 +325,29 @@ def load_landmarks_csv(csv_path, image_dir, gray=False, errors="raise"):
     n_skipped = collector.finish()
     keypoints = np.array(keypoints, dtype=np.float64).reshape(len(keypoints), len(names))
     filenames = np.array(filenames, dtype=str)
+    conflicting = _conflicting_rows(filenames, keypoints)
+    if conflicting.any() and duplicates == "drop":
+        keep = np.flatnonzero(~conflicting)
+        images, keypoints, filenames = [images[i] for i in keep], keypoints[keep], filenames[keep]
+    elif conflicting.any():
+        first = filenames[np.argmax(conflicting)]
+        warnings.warn(f"{csv_path}: {len(set(filenames[conflicting]))} image names (e.g. {first}) are on more than "
+                      f"one row with different points: those {int(conflicting.sum())} rows label the same image "
+                      f"differently. Pass duplicates='drop' to leave them out.", UserWarning, stacklevel=2)
     groups = np.array([person_id(f) for f in filenames], dtype=str)
     return Bunch(images=images, keypoints=keypoints, filenames=filenames, groups=groups,
-                 n_skipped=n_skipped)
+                 n_skipped=n_skipped, n_conflicting=int(conflicting.sum()))
+
+
+def _conflicting_rows(filenames, keypoints):
+    """Mask of the rows whose file name is on another row with different points (NaN equal to NaN)."""
+    out = np.zeros(len(filenames), dtype=bool)
+    rows = {}
+    for i, name in enumerate(filenames):
+        rows.setdefault(name, []).append(i)
+    for idx in rows.values():
+        if len(idx) > 1:
+            first = keypoints[idx[0]]
+            if not all(np.array_equal(keypoints[i], first, equal_nan=True) for i in idx[1:]):
+                out[idx] = True
+    return out
