@@ -120,12 +120,15 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         :func:`~skkp.datasets.crop_faces`).
     size : int, default=96
         Side of the crops the regressor sees.
-    jitter : "auto", float or (float, float), default=0.05
+    jitter : "auto", float or (float, float), default="auto"
         Random shift and scale of the training crops (``jitter`` of
         :func:`~skkp.datasets.crop_faces`), so the regressor tolerates imperfect boxes.
         ``"auto"`` measures, on the training faces the detector found, how far its calibrated
         boxes sit from the landmark boxes (:func:`framing_jitter`) and jitters that much
-        (0.05 when it found none), so training crops look like the crops it will give.
+        (0.05 when it found none), so training crops look like the crops it will give. On
+        ytf68 noses from whole frames it measured (0.19, 0.16) and took the end-to-end nose
+        NME from 11.0% (fixed 0.05) to 9.2%, and the failure rate from 28% to 19%
+        (docs/photos.md).
     match_iou : float, default=0.3
         A detection is the labelled face when its calibrated box has an IoU above it with the
         landmark-extent box (see :func:`skkp.detection.calibrate_detections`).
@@ -199,7 +202,7 @@ class FaceKeypointRegressor(RegressorMixin, BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, regressor=None, detector="auto", margin=0.25, size=96, jitter=0.05, match_iou=0.3,
+    def __init__(self, regressor=None, detector="auto", margin=0.25, size=96, jitter="auto", match_iou=0.3,
                  max_calibration_images=500, refine=1, random_state=None):
         self.regressor = regressor
         self.detector = detector
