@@ -38,13 +38,17 @@ class TimeBudget(Callback):
             raise KeyboardInterrupt  # skorch ends fit cleanly on KeyboardInterrupt
 
 
-def load_split(data_dir, seed=0, test_fraction=0.2, n_rows=None):
+def load_split(data_dir, seed=0, test_fraction=0.2, n_rows=None, duplicates="keep"):
     """96 px gray crops of ytf68, split by person; with ``n_rows``, of about its first
-    ``n_rows`` faces only (whole people, see :func:`_common.ytf68_csv`)."""
+    ``n_rows`` faces only (whole people, see :func:`_common.ytf68_csv`); ``duplicates="drop"``
+    leaves out the rows of images labelled twice with different points."""
+    import warnings
+
     from sklearn.model_selection import GroupShuffleSplit
 
-    with ytf68_csv(data_dir, n_rows) as csv_path:
-        data = load_landmarks_csv(csv_path, data_dir / "images", gray=True)
+    with ytf68_csv(data_dir, n_rows) as csv_path, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # ytf68's conflicting rows: kept or dropped on purpose here
+        data = load_landmarks_csv(csv_path, data_dir / "images", gray=True, duplicates=duplicates)
     train, test = next(GroupShuffleSplit(1, test_size=test_fraction, random_state=seed)
                        .split(data.keypoints, groups=data.groups))
     rng = np.random.RandomState(seed)
@@ -98,6 +102,9 @@ def main():
                    help="also fit NoseKeypointRegressor(random_state=0) with no other argument")
     p.add_argument("--full-face", action="store_true",
                    help="also a 68-point run: the defaults with --defaults, else the best architecture")
+    p.add_argument("--duplicates", choices=["keep", "drop"], default="keep",
+                   help="rows of images ytf68 labels twice with different points: keep (the standard protocol) or "
+                        "drop them from training and test")
     add_threads_option(p)
     args = p.parse_args()
     set_threads(args)
@@ -105,7 +112,7 @@ def main():
         print(f"ytf68 not found at {YTF68_DIR}; nothing to do.")
         return
     # smoke: read only the first faces (whole people), then keep at most 128 / 32 of them
-    crops, n_people = load_split(YTF68_DIR, n_rows=200 if args.smoke else None)
+    crops, n_people = load_split(YTF68_DIR, n_rows=200 if args.smoke else None, duplicates=args.duplicates)
     (X_tr, y_tr68), (X_te, y_te68) = crops["train"], crops["test"]
     if args.smoke:
         X_tr, y_tr68, X_te, y_te68 = X_tr[:128], y_tr68[:128], X_te[:32], y_te68[:32]
@@ -116,7 +123,8 @@ def main():
                "setup": {"n_train": len(X_tr), "n_test": len(X_te), "people_train_test": n_people,
                          "crop": "96x96 gray, margin 0.25, jitter 5% position / 10% scale",
                          "target": "iBUG 27-35 nose points", "budget_cpu_s": args.budget,
-                         "split": "GroupShuffleSplit by person, test_size=0.2, random_state=0"}}
+                         "split": "GroupShuffleSplit by person, test_size=0.2, random_state=0",
+                         "duplicates": args.duplicates}}
     results["mean_predictor"] = evaluate(y_te68, np.broadcast_to(y_tr.mean(0), (len(X_te), len(cols))), cols)
     print("mean predictor", results["mean_predictor"], flush=True)
     results["architectures"] = {}
