@@ -40,17 +40,23 @@ class TimeBudget(Callback):
 
 def load_split(data_dir, seed=0, test_fraction=0.2, n_rows=None, duplicates="keep"):
     """96 px gray crops of ytf68, split by person; with ``n_rows``, of about its first
-    ``n_rows`` faces only (whole people, see :func:`_common.ytf68_csv`); ``duplicates="drop"``
-    leaves out the rows of images labelled twice with different points."""
+    ``n_rows`` faces only (whole people, see :func:`_common.ytf68_csv`). ``duplicates="drop"``
+    then leaves out the rows of images labelled twice with different points, on both sides of
+    the same split of people."""
     import warnings
 
     from sklearn.model_selection import GroupShuffleSplit
 
+    from skkp.datasets._readers import _conflicting_rows
+
     with ytf68_csv(data_dir, n_rows) as csv_path, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # ytf68's conflicting rows: kept or dropped on purpose here
-        data = load_landmarks_csv(csv_path, data_dir / "images", gray=True, duplicates=duplicates)
+        warnings.simplefilter("ignore", UserWarning)  # ytf68's conflicting rows: kept or dropped below, on purpose
+        data = load_landmarks_csv(csv_path, data_dir / "images", gray=True)
     train, test = next(GroupShuffleSplit(1, test_size=test_fraction, random_state=seed)
                        .split(data.keypoints, groups=data.groups))
+    if duplicates == "drop":
+        clean = ~_conflicting_rows(data.filenames, data.keypoints)
+        train, test = train[clean[train]], test[clean[test]]
     rng = np.random.RandomState(seed)
     crops = {}
     for name, idx in (("train", train), ("test", test)):
