@@ -123,11 +123,6 @@ def load_kaggle_facial_keypoints(path, errors="raise"):
         What to do with a bad row (wrong number of fields or pixels, text where a
         number belongs, pixels outside 0..255): raise ``ValueError`` naming file
         and line, or skip it with a warning and count it in ``n_skipped``.
-    duplicates : {"keep", "drop"}, default="keep"
-        Rows of an image named again with different points: keep them all with a
-        warning giving the count and the first such name, or drop every row of
-        those names (counted in ``n_conflicting``). Rows that repeat the same
-        points are kept either way.
 
     Returns
     -------
