@@ -48,8 +48,11 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         Side of the square network input.
     max_epochs : int, default=60
     batch_size : int, default=64
-    lr : float, default=2e-3
-        Learning rate of the Adam optimiser.
+    lr : float or "auto", default="auto"
+        Learning rate of the Adam optimiser; "auto" takes the architecture's
+        (``skkp._recipes.ARCHITECTURE_RECIPES``): 2e-3 for ``heatmap``, 5e-4
+        for ``cnn``, ``inception`` and ``mlp``, whose dense layers of thousands
+        of inputs did not learn at 2e-3 (docs/keypoints.md).
     weight_decay : float, default=0.0
         L2 penalty on every weight, on top of the network's own per-layer penalties.
     loss : {"mse", "l1", "smooth_l1"}, default="l1"
@@ -179,7 +182,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         "image_size": [Interval(numbers.Integral, 16, None, closed="left")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "loss": [StrOptions({"mse", "l1", "smooth_l1"})],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
@@ -199,7 +202,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         "checkpoint": [str, os.PathLike, None],
     }
 
-    def __init__(self, architecture="heatmap", image_size=96, max_epochs=60, batch_size=64, lr=2e-3,
+    def __init__(self, architecture="heatmap", image_size=96, max_epochs=60, batch_size=64, lr="auto",
                  weight_decay=0.0, loss="l1", lr_schedule="cosine", validation_fraction=0.1,
                  early_stopping=None, augment=True, schema=None, keypoint_names=None, flip_pairs=None,
                  num_workers=0, device="auto", random_state=None, verbose=0, net_kwargs=None, init=None,
@@ -492,7 +495,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             criterion__kind=self.loss,
             optimizer=DecoupledL2Adam,  # Adam, with the network's per-layer L2 penalties decoupled
             optimizer__weight_decay=self.weight_decay,
-            lr=self.lr,
+            lr=recipe(self.architecture)["lr"] if self.lr == "auto" else self.lr,
             max_epochs=1 if incremental else self.max_epochs,
             batch_size=self.batch_size,
             train_split=predefined_split(valid_ds) if valid_ds is not None else None,
