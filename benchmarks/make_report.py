@@ -35,6 +35,15 @@ def _error_cells(r):
             f"{_f(100 * r['failure_rate_0.10'], '{:.0f}%')}")
 
 
+def _budget_words(setup, r):
+    """How an architecture run of bench_ytf68_keypoints.py was limited, in words."""
+    if "budget_s" not in setup:  # runs before the budget counted CPU-seconds: wall clock, max_epochs 200
+        return f"stopped at a {setup['budget_cpu_s']:.0f} s budget"
+    clock = "CPU-s" if setup["budget_clock"] == "cpu" else "s (wall clock)"
+    how = "stopped by" if r.get("stopped_by_budget") else "within"
+    return f"{r['params']['max_epochs']} epochs {how} a {setup['budget_s']:.0f} {clock} budget"
+
+
 def keypoint_section(lines):
     runs = [(p.stem, json.loads(p.read_text())) for p in sorted((HERE / "results").glob("ytf68_keypoints*.json"))]
     if not runs:
@@ -46,14 +55,13 @@ def keypoint_section(lines):
               f"{s['people_train_test'][1]} ({s['split']}); target {s['target']}. NME is normalised by "
               f"the outer-eye distance (points 36, 45); failure = NME > 0.10. Targets: NME <= 5.0% and "
               f"MAE <= 1.2 px.", "",
-              "| model | run | MAE (px @96) | nose NME | failure rate | epochs | training s | torch threads "
-              "| predict img/s |", "|---|---|---|---|---|---|---|---|---|"]
+              "| model | run | MAE (px @96) | nose NME | failure rate | epochs | training s | training CPU s "
+              "| torch threads | predict img/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     mp = runs[0][1]["mean_predictor"]
-    lines.append(f"| mean predictor | | {_error_cells(mp)} | | | | |")
+    lines.append(f"| mean predictor | | {_error_cells(mp)} | | | | | |")
     for stem, res in runs:
         threads = (res.get("meta") or {}).get("torch_threads")
-        rows = [(f"`{a}`, stopped at a {res['setup']['budget_cpu_s']:.0f} s budget", r)
-                for a, r in res.get("architectures", {}).items()]
+        rows = [(f"`{a}`, {_budget_words(res['setup'], r)}", r) for a, r in res.get("architectures", {}).items()]
         if "defaults" in res:
             rows.append(("`NoseKeypointRegressor(random_state=0)` (the defaults)", res["defaults"]))
         if "full_face_68" in res:
@@ -61,10 +69,24 @@ def keypoint_section(lines):
                          res["full_face_68"]))
         for name, r in rows:
             lines.append(f"| {name} | `{stem}` | {_error_cells(r)} | {r['epochs']} | "
-                         f"{r['fit_seconds']:.0f} | {threads} | {r['predict_images_per_s']:.0f} |")
+                         f"{r['fit_seconds']:.0f} | {_f(r.get('fit_cpu_seconds'), '{:.0f}')} | {threads} | "
+                         f"{r['predict_images_per_s']:.0f} |")
     lines.append("")
     lines += [f"- `{stem}`: " + _meta_line(res) for stem, res in runs]
     lines.append("")
+    before = [(stem, old) for stem, res in runs for old in res.get("before_fix", [])]
+    if before:
+        lines += ["Before the direct-regression recipe was fixed (docs/keypoints.md, \"What was wrong with the "
+                  "direct-regression networks\"); these runs' JSON files were replaced by the one named:", "",
+                  "| model | replaced by | MAE (px @96) | nose NME | failure rate | epochs | training s | torch threads "
+                  "| run |", "|---|---|---|---|---|---|---|---|---|"]
+        for stem, old in before:
+            for a, r in old["architectures"].items():
+                lines.append(f"| `{a}`, stopped at a {old['budget_s']:.0f} s (wall clock) budget, max_epochs 200 | "
+                             f"`{stem}` | {_error_cells(r)} | {r['epochs']} | {r['fit_seconds']:.0f} | "
+                             f"{old['meta']['torch_threads']} | {old['meta']['date'][:10]}, commit "
+                             f"`{old['meta']['commit']}` |")
+        lines.append("")
     var = _load("ytf68_variants")
     if var:
         lines += ["### One change at a time from the defaults (`python benchmarks/bench_ytf68_variants.py`)", "",
@@ -236,14 +258,21 @@ def synthetic_section(lines):
     if not res:
         return
     s = res["setup"]
-    lines += ["## Synthetic noses: model against the mean predictor", "",
-              f"`python benchmarks/bench_synthetic_noses.py` — `{s['architecture']}`, {s['n_train']} training "
-              f"and {s['n_test']} held-out images at {s['image_size']} px, {s['epochs']} epochs.", "",
-              "| view | mean predictor MAE (px) | model MAE (px) | improvement | training s |",
-              "|---|---|---|---|---|"]
-    for view, r in res["views"].items():
-        lines.append(f"| {view} | {r['mean_predictor_mae_px']:.2f} | {r['model_mae_px']:.2f} | "
-                     f"{r['improvement']:.1f}x | {r['fit_seconds']:.0f} |")
+    epochs = ", ".join(f"`{a}` {n}" for a, n in s["epochs"].items())
+    lines += ["## Synthetic noses: each architecture against the mean predictor", "",
+              f"`python benchmarks/bench_synthetic_noses.py` — {s['n_train']} training and {s['n_test']} held-out "
+              f"images at {s['image_size']} px, the defaults of each architecture; epochs: {epochs}. "
+              f"Goal: {s['goal']}.", "",
+              "| view | mean predictor MAE (px) | architecture | model MAE (px) | improvement | training CPU s "
+              "| training s |", "|---|---|---|---|---|---|---|"]
+    for view, mp in res["mean_predictor"].items():
+        for arch, a in res["architectures"].items():
+            r = a["views"].get(view)
+            if r:
+                lines.append(f"| {view} | {mp['mae_px']:.2f} | `{arch}` | {r['model_mae_px']:.2f} | "
+                             f"{r['improvement']:.1f}x | {r['fit_cpu_seconds']:.0f} | {r['fit_seconds']:.0f} |")
+    if res.get("note"):
+        lines += ["", res["note"]]
     lines += ["", _meta_line(res), ""]
 
 
@@ -332,7 +361,7 @@ def readme_summary():
 
 def keypoints_guide():
     """The "which architecture wins" paragraph of docs/keypoints.md, from the JSON results."""
-    kp, base, variants = _load("ytf68_keypoints"), _load("ytf68_keypoints_baselines_400s"), _load("ytf68_variants")
+    kp, base, variants = _load("ytf68_keypoints"), _load("ytf68_keypoints_baselines"), _load("ytf68_variants")
     if not kp or "defaults" not in kp:
         return ["*No ytf68 results yet: run `python benchmarks/bench_ytf68_keypoints.py --defaults`.*"]
     d, mp = kp["defaults"], kp["mean_predictor"]
@@ -341,11 +370,18 @@ def keypoints_guide():
            f"the defaults reaches {d['mae_px']:.2f} px MAE and {100 * d['nme']:.1f}% NME in {d['fit_seconds']:.0f} s "
            f"of training ({d['epochs']} epochs, {(kp.get('meta') or {}).get('torch_threads')} threads); the mean "
            f"predictor scores {mp['mae_px']:.2f} px / {100 * mp['nme']:.1f}%."]
-    if base and base.get("architectures"):
-        parts = [f"`{name}` {r['mae_px']:.2f} px after {r['epochs']} epochs"
-                 for name, r in sorted(base["architectures"].items())]
-        out.append(f"Given about the same time ({base['setup']['budget_cpu_s']:.0f} s budget, same defaults "
-                   f"otherwise; `benchmarks/results/ytf68_keypoints_baselines_400s.json`): " + ", ".join(parts) + ".")
+    if base and base.get("architectures") and "budget_s" in base["setup"]:
+        parts = [f"`{name}` {r['mae_px']:.2f} px / {100 * r['nme']:.1f}% NME ({r['epochs']} epochs, "
+                 f"{r['fit_cpu_seconds']:.0f} CPU-s)" for name, r in sorted(base["architectures"].items())]
+        out.append(f"The direct-regression networks with their defaults, each within {base['setup']['budget_s'] / 60:.0f} "
+                   f"CPU-minutes on {(base.get('meta') or {}).get('torch_threads')} thread "
+                   f"(`benchmarks/results/ytf68_keypoints_baselines.json`): " + ", ".join(parts) + ".")
+        olds = [(a, r) for old in base.get("before_fix", []) if old["budget_s"] == max(o["budget_s"] for o in
+                base["before_fix"]) for a, r in sorted(old["architectures"].items())]
+        if olds:
+            out.append("Before their recipe was fixed (a 400 s budget): " + ", ".join(
+                f"`{a}` {r['mae_px']:.2f} px" for a, r in olds) + "; [what was wrong](#what-was-wrong-with-the-"
+                "direct-regression-networks).")
     maes = [v["mae_px"] for v in (variants or {}).get("variants", [])]
     extra = (variants or {}).get("trained_on_68_points_scored_on_nose")
     maes += [extra["mae_px"]] if isinstance(extra, dict) and "mae_px" in extra else []

@@ -1,5 +1,7 @@
 """Data side of the keypoint estimator: the network frame, the training dataset with
 paired augmentation, and the callback that logs pixel errors."""
+import warnings
+
 import numpy as np
 import torch
 from skorch.callbacks import Callback
@@ -51,10 +53,20 @@ class KeypointFrame:
     the user's images <-> [-1, 1] units of the network image (plain feature
     regression: features and targets standardised per column).
 
+    With ``standardise_targets=True`` the network's targets are moreover the
+    [-1, 1] units standardised per coordinate with the mean and standard
+    deviation of fit (``y_offset``, ``y_scale``): ``output = (unit - y_offset) /
+    y_scale``. Direct-regression networks need this: the nose points of a face
+    crop spread over about 0.1 of the [-1, 1] range, so in raw units every Adam
+    step moves a dense output by more than that spread (docs/keypoints.md, "what
+    was wrong"). Heatmap networks answer in units by construction and do not use it.
+
     Parameters
     ----------
     image_size : int
         Side of the square network input.
+    standardise_targets : bool, default=False
+        Standardise image keypoint targets per coordinate (see above).
 
     Examples
     --------
@@ -65,14 +77,22 @@ class KeypointFrame:
     array([[0., 0.]], dtype=float32)
     >>> frame.points(np.array([[0.0, 0.0]]), checked)
     array([[23.5, 23.5]])
+    >>> scaled = KeypointFrame(32, standardise_targets=True).fit(checked, np.array([[23.5, 23.5], [0.0, 47.0]]))
+    >>> scaled.targets(np.array([[23.5, 23.5], [0.0, 47.0]]), checked)
+    array([[ 1., -1.],
+           [-1.,  1.]], dtype=float32)
+    >>> scaled.points(np.array([[1.0, -1.0]]), checked)
+    array([[23.5, 23.5]])
     """
 
-    def __init__(self, image_size):
+    def __init__(self, image_size, standardise_targets=False):
         self.image_size = int(image_size)
+        self.standardise_targets = bool(standardise_targets)
 
     def fit(self, checked, targets):
-        """Record the input statistics (and, for features, the target scaling) of fit."""
-        self._fit_resized(self._resized(checked), checked.kind, targets)
+        """Record the input statistics (and, for features or with ``standardise_targets``, the
+        target scaling) of fit."""
+        self._fit_resized(self._resized(checked), checked, targets)
         return self
 
     def fit_inputs(self, checked, targets, reference=None):
@@ -81,24 +101,25 @@ class KeypointFrame:
         With a ``reference`` frame (of the network being fine-tuned), its input
         statistics are kept (and its target scaling, where it has one) instead."""
         resized = self._resized(checked)
-        self._fit_resized(resized, checked.kind, targets)
+        self._fit_resized(resized, checked, targets)
         if reference is not None:
             self.x_mean, self.x_std = reference.x_mean, reference.x_std
             if reference.y_scale is not None:
                 self.y_offset, self.y_scale = reference.y_offset, reference.y_scale
         return self._standardise(resized)
 
-    def _fit_resized(self, data, kind, targets):
-        self.kind = kind
+    def _fit_resized(self, data, checked, targets):
+        self.kind = checked.kind
         if self.kind == "image":
             self.x_mean, self.x_std = np.float32(data.mean()), np.float32(data.std() or 1.0)
             self.y_offset = self.y_scale = None
+            if getattr(self, "standardise_targets", False):
+                self.y_offset, self.y_scale = _column_scaling(self._units(targets, checked))
         else:
             self.x_mean = data.mean(axis=0)
             std = data.std(axis=0)
             self.x_std = np.where(std > 0, std, 1.0).astype(np.float32)
-            mean_y, std_y = np.nan_to_num(np.nanmean(targets, axis=0)), np.nan_to_num(np.nanstd(targets, axis=0))
-            self.y_offset, self.y_scale = mean_y, np.where(std_y > 0, std_y, 1.0)
+            self.y_offset, self.y_scale = _column_scaling(targets)
 
     def _resized(self, checked):
         if checked.kind != "image":
@@ -112,25 +133,50 @@ class KeypointFrame:
     def _standardise(self, data):
         return ((data - self.x_mean) / self.x_std).astype(np.float32)
 
+    def _units(self, targets, checked):
+        """(n, 2K) pixel coordinates of ``checked``'s images -> [-1, 1] units of the network image."""
+        size = (self.image_size,) * 2
+        return to_unit(rescale_points(targets, checked.image_shape, size), self.image_size)
+
     def targets(self, targets, checked):
-        """(n, 2K) pixel coordinates of ``checked``'s images (or plain targets) -> network units."""
+        """(n, 2K) pixel coordinates of ``checked``'s images (or plain targets) -> network outputs."""
         if self.kind == "image":
-            size = (self.image_size,) * 2
-            return to_unit(rescale_points(targets, checked.image_shape, size), self.image_size).astype(np.float32)
+            targets = self._units(targets, checked)
+        if self.y_scale is None:
+            return targets.astype(np.float32)
         return ((targets - self.y_offset) / self.y_scale).astype(np.float32)
 
     def points(self, outputs, checked):
         """Network outputs -> (n, 2K) pixel coordinates of ``checked``'s images (or plain targets)."""
+        if self.y_scale is not None:
+            outputs = outputs * self.y_scale + self.y_offset
         if self.kind == "image":
             size = (self.image_size,) * 2
             return rescale_points(from_unit(outputs, self.image_size), size, checked.image_shape)
-        return outputs * self.y_scale + self.y_offset
+        return outputs
+
+    def target_scaling(self):
+        """``(y_offset, y_scale)`` as float32 arrays, or None: how the training dataset turns
+        [-1, 1] units into network outputs after augmenting (images only)."""
+        if self.kind != "image" or self.y_scale is None:
+            return None
+        return np.asarray(self.y_offset, np.float32), np.asarray(self.y_scale, np.float32)
 
     def px_per_unit(self, n_outputs):
-        """Pixels (or target units) per network unit, per output column."""
+        """Pixels (or target units) per network output unit, per output column."""
         if self.kind == "image":
-            return np.full(n_outputs, self.image_size / 2.0)
+            scale = 1.0 if self.y_scale is None else np.asarray(self.y_scale, np.float64)
+            return np.full(n_outputs, self.image_size / 2.0) * scale
         return self.y_scale
+
+
+def _column_scaling(targets):
+    """Per-column ``(mean, std)`` of ``targets`` ignoring NaN, with 0 for an unlabelled column and
+    1 for a constant one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column never labelled
+        mean, std = np.nan_to_num(np.nanmean(targets, axis=0)), np.nan_to_num(np.nanstd(targets, axis=0))
+    return mean, np.where(std > 0, std, 1.0)
 
 
 # ----------------------------------------------------------------------------- data
@@ -147,19 +193,25 @@ class KeypointDataset(torch.utils.data.Dataset):
     X : ndarray (n, 1, S, S) or (n, p), float32
         Standardised network inputs.
     y : ndarray (n, D), float32
-        Targets in network units (NaN where unlabelled).
+        Targets as the network outputs them (NaN where unlabelled): [-1, 1] units,
+        or with ``target_scaling`` units standardised as ``(unit - offset) / scale``.
     augment : dict or None
         Ranges as in ``AUGMENT_DEFAULTS``; None for no augmentation.
     flip_pairs : sequence of (int, int)
         Keypoint index pairs swapped by a horizontal flip.
     seed : int
+    target_scaling : (ndarray, ndarray) or None
+        ``(offset, scale)`` of standardised targets
+        (:meth:`KeypointFrame.target_scaling`): augmentation moves the points in
+        units and standardises them again.
     """
 
-    def __init__(self, X, y, augment=None, flip_pairs=(), seed=0):
+    def __init__(self, X, y, augment=None, flip_pairs=(), seed=0, target_scaling=None):
         self.X, self.y = X, y
         self.augment = augment
         self.flip_pairs = tuple(flip_pairs)
         self.seed = int(seed)
+        self.target_scaling = target_scaling
         self.epoch = 0
 
     def __len__(self):
@@ -175,13 +227,20 @@ class KeypointDataset(torch.utils.data.Dataset):
         M, flipped = random_affine(rng, size, a["rotation"], a["scale"], a["shift"],
                                    flip=a["flip"] and bool(self.flip_pairs))
         img = warp_image(x[0], M, size)
-        pts = warp_points(from_unit(y.reshape(-1, 2).astype(np.float64), size), M)
+        units = y.astype(np.float64)
+        if self.target_scaling is not None:
+            offset, scale = self.target_scaling
+            units = units * scale + offset
+        pts = warp_points(from_unit(units.reshape(-1, 2), size), M)
         if flipped:
             pts = swap_pairs(pts, self.flip_pairs)
         c = 1.0 + rng.uniform(-a["contrast"], a["contrast"]) if a["contrast"] else 1.0
         b = rng.uniform(-a["brightness"], a["brightness"]) if a["brightness"] else 0.0
         img = (img * np.float32(c) + np.float32(b))[None]
-        return torch.from_numpy(img), torch.from_numpy(to_unit(pts, size).astype(np.float32).ravel())
+        out = to_unit(pts, size).ravel()
+        if self.target_scaling is not None:
+            out = (out - offset) / scale
+        return torch.from_numpy(img), torch.from_numpy(out.astype(np.float32))
 
 
 class PixelMAE(Callback):

@@ -241,6 +241,19 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         return help_text
 
 
+def _learning_rate(text):
+    """``--lr``: a positive number, or ``auto`` (the estimator's per-architecture learning rate)."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
 def _estimator_defaults():
     """NoseKeypointRegressor's defaults and architecture names, read off its source (so that
     ``skkp --help`` and ``--version`` do not import torch)."""
@@ -313,7 +326,8 @@ def build_parser():
     t.add_argument("--image-size", type=int, default=defaults["image_size"], help="network input size")
     t.add_argument("--epochs", type=int, default=defaults["max_epochs"], help="training epochs")
     t.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="images per batch")
-    t.add_argument("--lr", type=float, default=defaults["lr"], help="Adam learning rate")
+    t.add_argument("--lr", type=_learning_rate, default=defaults["lr"],
+                   help="Adam learning rate, or auto: the architecture's own")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--errors", choices=["raise", "skip"], default="raise",
                    help="on a bad row: stop with an error, or skip it and report the count")

@@ -15,13 +15,14 @@ from skorch.helper import predefined_split
 from ._keypoint_data import AUGMENT_DEFAULTS  # noqa: F401  (public: the augment=True ranges)
 from ._device import host_to_device, loader_options, resolve_amp
 from ._keypoint_data import KeypointDataset, KeypointFrame, PixelMAE, augment_config, names_from_columns
+from ._recipes import DecoupledL2Adam, l2_param_groups, recipe
 from ._training import (EpochSetter, NeuralEstimatorMixin, SkkpNetRegressor, check_finite_output, draw_seed,
                         drop_last_for_batchnorm, epochs_done, loader_generators, log_options, merge_callbacks,
                         resolve_device, validation_split)
 from ._validation import check_fitted_input, check_groups, check_images, check_keypoint_targets
 from .augment import flip_points
 from .losses import MaskedKeypointLoss
-from .nets import ARCHITECTURES, build_keypoint_net, seed_output_layer, transfer_weights
+from .nets import ARCHITECTURES, build_keypoint_net, seed_output_layer, transfer_weights, zero_output_layer
 from .schemas import get_schema, infer_flip_pairs
 
 #: Architectures that train faster in the ``channels_last`` memory format on CPU
@@ -50,8 +51,11 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         Side of the square network input.
     max_epochs : int, default=60
     batch_size : int, default=64
-    lr : float, default=2e-3
-        Learning rate of the Adam optimiser.
+    lr : float or "auto", default="auto"
+        Learning rate of the Adam optimiser; "auto" takes the architecture's
+        (``skkp._recipes.ARCHITECTURE_RECIPES``): 2e-3 for ``heatmap``, 5e-4
+        for ``cnn``, ``inception`` and ``mlp``, whose dense layers of thousands
+        of inputs did not learn at 2e-3 (docs/keypoints.md).
     weight_decay : float, default=0.0
         L2 penalty on every weight, on top of the network's own per-layer penalties.
     loss : {"mse", "l1", "smooth_l1"}, default="l1"
@@ -193,7 +197,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         "image_size": [Interval(numbers.Integral, 16, None, closed="left")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "loss": [StrOptions({"mse", "l1", "smooth_l1"})],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
@@ -214,7 +218,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         "amp": [StrOptions({"auto", "bf16", "fp16"}), "boolean"],
     }
 
-    def __init__(self, architecture="heatmap", image_size=96, max_epochs=60, batch_size=64, lr=2e-3,
+    def __init__(self, architecture="heatmap", image_size=96, max_epochs=60, batch_size=64, lr="auto",
                  weight_decay=0.0, loss="l1", lr_schedule="cosine", validation_fraction=0.1,
                  early_stopping=None, augment=True, schema=None, keypoint_names=None, flip_pairs=None,
                  num_workers=0, device="auto", random_state=None, verbose=0, net_kwargs=None, init=None,
@@ -350,7 +354,8 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         net_targets = self.frame_.targets(targets, checked)[keep]
         augment = augment_config(self.augment) if self.input_kind_ == "image" else None
         seed = (draw_seed(self.random_state)[0] + epochs_done(self.net_.history)) % np.iinfo(np.int32).max
-        return self._continue_net(KeypointDataset(inputs, net_targets, augment, self.flip_pairs_, seed), seed)
+        return self._continue_net(KeypointDataset(inputs, net_targets, augment, self.flip_pairs_, seed,
+                                                  self.frame_.target_scaling()), seed)
 
     @staticmethod
     def _labelled_rows(targets, at_least=1):
@@ -396,8 +401,13 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         self.started_from_ = "random" if start is None else start["label"]
         self.init_points_ = None if start is None else start["point_names"]
 
-        self.frame_ = KeypointFrame(self.image_size)
+        self.frame_ = KeypointFrame(self.image_size, standardise_targets=recipe(self.architecture)["standardise_targets"])
         inputs = self.frame_.fit_inputs(checked, targets, reference=None if start is None else start["frame"])[keep]
+        if start is not None and start["point_map"] is not None and start["module_frame"].y_scale is not None:
+            # a new output point starts from an old point's output weights: give it that point's scaling too
+            cols = np.ravel([[2 * j, 2 * j + 1] for j in start["point_map"]])
+            self.frame_.y_offset = np.asarray(start["module_frame"].y_offset)[cols]
+            self.frame_.y_scale = np.asarray(start["module_frame"].y_scale)[cols]
         net_targets = self.frame_.targets(targets, checked)[keep]
 
         seed, rng = draw_seed(self.random_state)
@@ -411,11 +421,14 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             raise ValueError("early_stopping needs a validation set: set validation_fraction > 0 "
                              f"(with {len(inputs)} labelled samples, {self.validation_fraction} gives none).")
         self.mean_predictor_valid_mae_px_ = self._mean_predictor_mae(net_targets, train_idx, valid_idx)
-        train_ds = KeypointDataset(inputs[train_idx], net_targets[train_idx], augment, pairs, seed)
+        scaling = self.frame_.target_scaling()
+        train_ds = KeypointDataset(inputs[train_idx], net_targets[train_idx], augment, pairs, seed, scaling)
         valid_ds = KeypointDataset(inputs[valid_idx], net_targets[valid_idx]) if len(valid_idx) else None
         params = self._net_params(len(train_ds), valid_ds, device, seed, incremental=incremental)
 
         def setup(net):
+            if start is None and recipe(self.architecture)["zero_output"]:
+                zero_output_layer(net.module_)  # start at the mean shape (targets are standardised)
             if start is not None:
                 new = transfer_weights(start["module"], net.module_, new_output=start["new_output"])
                 if new:
@@ -459,7 +472,8 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         return {"module": module, "label": label, "new_output": not same_outputs, "point_map": point_map,
                 "point_names": None if point_map is None else
                 [source.keypoint_names_[j] if source.keypoint_names_ else j for j in point_map],
-                "frame": source.frame_ if same_outputs or checked.kind == "image" else _inputs_only(source.frame_)}
+                "frame": source.frame_ if same_outputs else _inputs_only(source.frame_),
+                "module_frame": source.frame_}
 
     def _mean_predictor_mae(self, net_targets, train_idx, valid_idx):
         """MAE (in the units of ``valid_mae_px``) of predicting the mean training target for every
@@ -497,9 +511,9 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             **module_kwargs,
             criterion=MaskedKeypointLoss,
             criterion__kind=self.loss,
-            optimizer=torch.optim.Adam,
+            optimizer=DecoupledL2Adam,  # Adam, with the network's per-layer L2 penalties decoupled
             optimizer__weight_decay=self.weight_decay,
-            lr=self.lr,
+            lr=recipe(self.architecture)["lr"] if self.lr == "auto" else self.lr,
             max_epochs=1 if incremental else self.max_epochs,
             batch_size=self.batch_size,
             train_split=predefined_split(valid_ds) if valid_ds is not None else None,
@@ -524,10 +538,9 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         return net
 
     def _set_l2_groups(self, net):
-        """The network's per-layer L2 penalties as Adam weight decay (coefficient c on ||w||^2
-        adds 2c*w to the gradient), on top of ``weight_decay``."""
-        groups = [(name, {"weight_decay": 2.0 * coef + self.weight_decay})
-                  for name, coef in getattr(net.module_, "l2_penalties", {}).items()]
+        """The network's per-layer L2 penalties (c on ||w||^2) as decoupled decay ``2c``
+        (:class:`skkp._recipes.DecoupledL2Adam`), with ``weight_decay`` as on every weight."""
+        groups = l2_param_groups(net.module_, self.weight_decay)
         if groups and "optimizer__param_groups" not in (self.net_kwargs or {}):
             net.optimizer__param_groups = groups  # skorch reads optimizer__* attributes
             net.initialize_optimizer()

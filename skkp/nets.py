@@ -349,6 +349,27 @@ def transfer_weights(source, target, new_output=False):
     return kept_new
 
 
+def zero_output_layer(net):
+    """Set the weights and bias of ``net``'s output layer (``net.output_layer``) to zero, in place.
+
+    A direct-regression network trained on standardised targets then starts at
+    the mean training shape (output 0) instead of at random coordinates; the
+    layers below get gradients once the output weights move off zero.
+
+    Examples
+    --------
+    >>> net = PlainCNN(n_outputs=4, image_size=32).eval()
+    >>> zero_output_layer(net)
+    >>> net(torch.randn(2, 1, 32, 32)).abs().max().item()
+    0.0
+    """
+    layer = net.get_submodule(net.output_layer)
+    with torch.no_grad():
+        layer.weight.zero_()
+        if layer.bias is not None:
+            layer.bias.zero_()
+
+
 def seed_output_layer(source, target, point_map):
     """Start each output point of ``target`` from a point of ``source``, in place: point ``k`` of
     ``target`` gets the output weights of point ``point_map[k]`` of ``source`` (its heatmap

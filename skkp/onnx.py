@@ -12,7 +12,8 @@ functions the estimator uses:
 
 - keypoints: layouts, gray conversion and pixel scale (:func:`skkp._validation.check_images`)
   and the resize to ``image_size`` (:func:`skkp.augment.resize_stack`) before the graph;
-  after it the network's [-1, 1] units become pixels of the input images
+  after it the network's [-1, 1] units (for direct-regression networks first
+  ``output * y_scale + y_offset``) become pixels of the input images
   (:func:`skkp._frames.from_unit`, :func:`skkp._frames.rescale_points`), or, for the
   MLP on a feature matrix, targets (``units * y_scale + y_offset``);
 - the parser: layouts and uint8 RGB (:func:`skkp._validation.check_parsing_X`) and the
@@ -274,6 +275,9 @@ def _keypoint_graph(est, torch):
                         "meaning": f"x0, y0, x1, y1, ... in [-1, 1] units of the {S}x{S} network image: pixel "
                                    f"= (unit + 1) * {S} / 2 - 0.5, then rescaled to the input image "
                                    "(skkp._frames.rescale_points)"}
+        if frame.y_scale is not None:  # a direct-regression network's standardised coordinates
+            graph_output["meaning"] = ("standardised coordinates: unit = output * y_scale + y_offset, then "
+                                       + graph_output["meaning"])
     else:
         p = int(est.n_features_in_)
         probe = (rng.standard_normal((2, p)) * np.asarray(frame.x_std) + np.asarray(frame.x_mean)).astype(np.float32)
@@ -580,7 +584,9 @@ flip_pairs_, pixel_scale_, image_shape_, y_ndim_, feature_names_in_
         self.y_ndim_ = m["y_ndim"]
         if m["feature_names_in"] is not None:
             self.feature_names_in_ = np.asarray(m["feature_names_in"], dtype=object)
-        if self.input_kind_ == "features":
+        # targets (features), or standardised coordinates (images, direct-regression networks)
+        self._y_offset = self._y_scale = None
+        if m.get("y_scale") is not None:
             self._y_offset = np.asarray(m["y_offset"], dtype=np.float64)
             self._y_scale = np.asarray(m["y_scale"], dtype=np.float64)
 
@@ -615,11 +621,12 @@ flip_pairs_, pixel_scale_, image_shape_, y_ndim_, feature_names_in_
             inputs = checked.data
         out = np.concatenate([o for _, o in self._run(inputs)]).astype(np.float64)
         _check_finite(out, "keypoints", len(inputs))
+        if self._y_scale is not None:
+            out = out * self._y_scale + self._y_offset
         if checked.kind == "image":
             pred = rescale_points(from_unit(out, S), (S, S), checked.image_shape)
             return pred.reshape(len(pred), -1, 2) if self.y_ndim_ == 3 else pred
-        pred = out * self._y_scale + self._y_offset
-        return pred.ravel() if self.y_ndim_ == 1 else pred
+        return out.ravel() if self.y_ndim_ == 1 else out
 
 
 def _check_feature_names(model, X):

@@ -194,7 +194,7 @@ def test_version_and_help_show_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # help wraps at the terminal width
-    assert "{cnn,heatmap,inception,mlp}" in out and "(default: heatmap)" in out and "(default: 0.002)" in out
+    assert "{cnn,heatmap,inception,mlp}" in out and "(default: heatmap)" in out and "(default: auto)" in out
 
 
 def test_train_prints_the_mean_predictor_baseline_and_ibug_names(tmp_path, capsys):

@@ -24,7 +24,8 @@ def noses():
 @pytest.fixture(scope="module")
 def source(noses):
     X, y = noses
-    return NoseKeypointRegressor(**TINY).fit(X, y)
+    # three steps: the cnn's output layer starts at zero, so its first step moves only that layer
+    return NoseKeypointRegressor(**dict(TINY, max_epochs=3)).fit(X, y)
 
 
 def weights(model):

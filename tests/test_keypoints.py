@@ -124,9 +124,11 @@ def test_inception_reference_layout():
     assert module.n_flat == 2880
     assert [m.branch3[0].out_channels for m in module.features] == [64, 64, 128, 128, 256]
     assert [m.branch5[0].kernel_size for m in module.features] == [(5, 5)] * 5
-    # L2 penalties 0.05, 0.02, 0.01 become per-group weight decay 2c on the first three dense layers.
-    decays = sorted(g["weight_decay"] for g in model.net_.optimizer_.param_groups)
+    # L2 penalties 0.05, 0.02, 0.01 become decoupled decay 2c on the first three dense layers, and
+    # nothing in Adam's gradient (weight_decay stays the estimator's, 0)
+    decays = sorted(g.get("l2_decay", 0.0) for g in model.net_.optimizer_.param_groups)
     assert decays == [0.0, 0.02, 0.04, 0.1]
+    assert all(g["weight_decay"] == 0.0 for g in model.net_.optimizer_.param_groups)
 
 
 def test_heatmap_net_options():
