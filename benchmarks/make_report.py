@@ -125,8 +125,8 @@ def label_floor_section(lines):
         return
     f = _floor_numbers(res)
     lines += ["## The floor of the ytf68 nose benchmark, and the left/right offset of its labels", "",
-              f"`python benchmarks/bench_label_floor.py` (tables and method in the "
-              f"[keypoints guide](keypoints.md#flip-averaging-and-the-leftright-offset-of-ytf68s-labels)):", "",
+              "`python benchmarks/bench_label_floor.py` (tables and method in the "
+              "[keypoints guide](keypoints.md#flip-averaging-and-the-leftright-offset-of-ytf68s-labels)):", "",
               f"- Label noise: consecutive video frames aligned by ECC put the nose floor at "
               f"{100 * f['floor_nme']:.1f}% NME ({f['floor_mae']:.2f} px MAE) per frame; on held-out frames whose "
               f"file name is listed once, the defaults score {100 * f['once']['nme']:.1f}% ({f['once']['mae_px']:.2f} px).",
