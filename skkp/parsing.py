@@ -1,4 +1,4 @@
-"""FaceParser: per-pixel face parsing with a three-head ResNet18, as a scikit-learn estimator."""
+"""FaceParser: per-pixel face parsing with a multi-head ResNet18, as a scikit-learn estimator."""
 import numbers
 import os
 
@@ -27,6 +27,47 @@ __all__ = ["FaceParser", "WarmupPolyLR"]
 
 #: float32 values per band of upsampled logits in predict (16 MB)
 _BAND_ELEMENTS = 1 << 22
+
+#: FaceParser's named ``heads``: the backbone stages (1-4: strides 4, 8, 16, 32) that get a head.
+#: "study" is the reference network's three heads; "stride4" adds a finer one, which measured best
+#: on ytf68 held-out people (benchmarks/results/parser_ytf68.json).
+_HEADS = {"stride4": (1, 2, 3, 4), "study": (2, 3, 4)}
+
+
+def _stages_of_heads(heads):
+    """The sorted backbone stages of a FaceParser ``heads`` value: a name of :data:`_HEADS` or
+    distinct stages 1-4; ValueError naming ``heads`` otherwise.
+
+    Examples
+    --------
+    >>> _stages_of_heads("stride4"), _stages_of_heads("study"), _stages_of_heads([4, 1])
+    ((1, 2, 3, 4), (2, 3, 4), (1, 4))
+    """
+    if isinstance(heads, str):
+        if heads not in _HEADS:
+            raise ValueError(f"heads must be one of {sorted(_HEADS)} or a tuple of distinct backbone stages from "
+                             f"1, 2, 3, 4; got {heads!r}")
+        return _HEADS[heads]
+    try:
+        stages = tuple(heads)
+    except TypeError:
+        stages = None
+    if (stages is None or not stages or len(set(stages)) != len(stages)
+            or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and 1 <= k <= 4
+                       for k in stages)):
+        raise ValueError(f"heads must be one of {sorted(_HEADS)} or a tuple of distinct backbone stages from 1, 2, "
+                         f"3, 4 (e.g. (1, 2, 3, 4)); got {heads!r}")
+    return tuple(sorted(int(k) for k in stages))
+
+
+def _heads_of_older_parsers(net_kwargs):
+    """``heads`` of a FaceParser saved before the parameter existed: the reference three heads
+    (then the only default), unless its ``net_kwargs`` chose ``module__head_stages``."""
+    stages = (net_kwargs or {}).get("module__head_stages") if isinstance(net_kwargs, dict) else None
+    if stages is None:
+        return "study"
+    stages = tuple(stages)
+    return next((name for name, named in _HEADS.items() if named == tuple(sorted(stages))), stages)
 
 
 
@@ -103,8 +144,8 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     """Face parsing: label every pixel of a face image with one of ``classes``.
 
     A ResNet18 backbone (torchvision-compatible names, optional ImageNet weights
-    from a local file) with three heads on stages 2, 3 and 4 whose upsampled
-    logits are summed. Training: OHEM cross-entropy on each head and on the sum;
+    from a local file) with parsing heads on several of its stages (``heads``:
+    by default stages 1-4, strides 4 to 32) whose upsampled logits are summed. Training: OHEM cross-entropy on each head and on the sum;
     SGD (momentum 0.9, weight decay 5e-4 except on BatchNorm and bias
     parameters) with a linear warm-up and poly decay stepped per batch; paired
     augmentation (random scale and crop, horizontal flip that swaps left/right
@@ -163,7 +204,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     warm_start : bool, default=False
         When True and the parser is fitted, ``fit`` starts from its current
         weights (a new optimiser and schedule) instead of ``backbone_weights`` or
-        random ones; the classes and ``width`` must not change.
+        random ones; the classes, ``width`` and ``heads`` must not change.
     checkpoint : str, path-like or None, default=None
         A directory for the training state after every epoch; a fit with the
         same parameters and data resumes from it (see
@@ -173,6 +214,18 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         :class:`~skkp.NoseKeypointRegressor`: "auto" is bfloat16 on CUDA GPUs that have
         it natively, float16 with a gradient scaler on older ones, off on the CPU; the
         OHEM losses are computed and probabilities returned in float32.
+    heads : {"stride4", "study"} or tuple of int, default="stride4"
+        The backbone stages that get a parsing head (stage 1-4 = stride 4, 8, 16,
+        32). "study" is the reference network's three heads, stages
+        (2, 3, 4); "stride4", stages (1, 2, 3, 4), adds a finer head for small parts
+        (eyes, brows) for about a fifth more compute. On ytf68 held-out people
+        (``benchmarks/bench_parser_ytf68.py``, 128 px, width 0.5, 20 CPU minutes)
+        "stride4" measured mean F1 0.619 against 0.519 for "study" (that run also
+        narrowed the random scale from 0.75-1.25 to 0.9-1.1). A tuple names the
+        stages itself, e.g. ``(1, 2, 3, 4)``. ``net_kwargs={"module__head_stages": ...}``
+        is still accepted when it names the same stages; different stages there raise
+        a ``ValueError``. Files saved by :func:`skkp.save` before this parameter
+        existed load with "study", the heads they were trained with.
 
     Attributes
     ----------
@@ -189,6 +242,8 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     started_from_ : str
         ``"random"``, ``"backbone_weights"`` or ``"warm_start"``: where the weights
         of the last ``fit`` started.
+    head_stages_ : tuple of int
+        The backbone stages with a head in the fitted network, e.g. ``(1, 2, 3, 4)``.
 
     Examples
     --------
@@ -225,12 +280,13 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "checkpoint": [str, os.PathLike, None],
         "amp": [StrOptions({"auto", "bf16", "fp16"}), "boolean"],
+        "heads": [StrOptions(set(_HEADS)), tuple, list],
     }
 
     def __init__(self, image_size=448, classes=None, width=1.0, max_epochs=30, batch_size=16, lr=1e-2,
                  warmup_steps=100, ohem_thresh=0.7, min_kept=1 / 16, augment=True, scale_range=(0.75, 2.0),
                  validation_fraction=0.1, backbone_weights=None, num_workers=0, device="auto", random_state=None,
-                 verbose=0, net_kwargs=None, warm_start=False, checkpoint=None, amp="auto"):
+                 verbose=0, net_kwargs=None, warm_start=False, checkpoint=None, amp="auto", heads="stride4"):
         self.image_size = image_size
         self.classes = classes
         self.width = width
@@ -252,6 +308,15 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         self.warm_start = warm_start
         self.checkpoint = checkpoint
         self.amp = amp
+        self.heads = heads
+
+    def __setstate__(self, state):
+        if "heads" not in state:  # pickled before the parameter existed: the heads it was built with
+            net = state.get("net_")
+            state["heads"] = (_heads_of_older_parsers(state.get("net_kwargs")) if net is None else
+                              _heads_of_older_parsers({"module__head_stages": getattr(net.module_.backbone, "stages",
+                                                                                      (2, 3, 4))}))
+        super().__setstate__(state)
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
@@ -265,7 +330,28 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
                     from None
             if not 0 < lo <= hi:
                 raise ValueError(f"scale_range must satisfy 0 < low <= high; got {self.scale_range!r}")
+        self._head_stages()
         return check_class_names(CELEBAMASK_CLASSES if self.classes is None else self.classes)
+
+    def _head_stages(self):
+        """The stages of ``heads``, checked against a ``module__head_stages`` in ``net_kwargs``."""
+        stages = _stages_of_heads(self.heads)
+        given = (self.net_kwargs or {}).get("module__head_stages")
+        if given is not None:
+            try:
+                same = _stages_of_heads(given) == stages
+            except ValueError:
+                same = False
+            if not same:
+                raise ValueError(f"heads={self.heads!r} (stages {stages}) and net_kwargs module__head_stages="
+                                 f"{given!r} disagree: set the heads with the heads parameter only.")
+        return stages
+
+    @property
+    def head_stages_(self):
+        """The backbone stages with a head in the fitted network."""
+        check_is_fitted(self, "net_")
+        return tuple(self.net_.module_.backbone.stages)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y, groups=None):
@@ -329,6 +415,9 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             if list(names) != list(self.class_names_):
                 raise ValueError(f"warm_start=True keeps the fitted classes {list(self.class_names_)}, but "
                                  f"classes are now {list(names)}: refit with warm_start=False.")
+            if self.head_stages_ != self._head_stages():
+                raise ValueError(f"warm_start=True keeps the fitted heads (stages {self.head_stages_}), but heads "
+                                 f"is now {self.heads!r}: refit with warm_start=False.")
             start = self.net_.module_
         S = int(self.image_size)
         seed, rng = draw_seed(self.random_state)
@@ -377,6 +466,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             # gains on NVIDIA tensor cores in reduced precision (amp); on the CPU the default layout
             # stays (not measured faster there). benchmarks/bench_gpu.py times both layouts on a GPU.
             module=MultiHeadParsingNet, module__n_classes=len(names), module__width=float(self.width),
+            module__head_stages=self._head_stages(),
             module__channels_last=torch.device(str(device)).type == "cuda",
             criterion=MultiHeadLoss,
             criterion__loss=OhemCrossEntropy(self.ohem_thresh, self.min_kept, IGNORE_INDEX),

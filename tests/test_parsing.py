@@ -1,4 +1,5 @@
 """FaceParser: augmentation, schedule, sklearn integration, determinism and errors."""
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -372,3 +373,74 @@ def test_predict_works_in_bands_of_rows_with_the_same_answer(fitted, faces, monk
     np.testing.assert_allclose(fitted.predict_proba(big), proba, atol=1e-6)
     assert max(sizes) == 19 * 160 * 7  # no resized logits larger than one band were ever made
     assert len(sizes) == 2 * 2 * int(np.ceil(200 / 7))
+
+
+# --------------------------------------------------------------------------- heads
+def test_default_heads_are_stride4_and_study_keeps_the_reference_three(fitted, faces):
+    X, y = faces
+    assert FaceParser().heads == "stride4"
+    assert fitted.head_stages_ == (1, 2, 3, 4) and len(fitted.net_.module_.heads) == 4
+    assert [tuple(o.shape) for o in fitted.net_.module_.head_logits(torch.zeros(1, 3, 32, 32))] == [(1, 19, 32, 32)] * 4
+    study = FaceParser(**TINY, heads="study").fit(X[:4], y[:4])
+    assert study.head_stages_ == (2, 3, 4) and len(study.net_.module_.heads) == 3
+    assert study.predict(X[:1]).shape == (1, 40, 40)
+
+
+def test_heads_as_stages(faces):
+    X, y = faces
+    est = FaceParser(**TINY, heads=[4, 1]).fit(X[:4], y[:4])
+    assert est.head_stages_ == (1, 4) and len(est.net_.module_.heads) == 2
+    assert est.heads == [4, 1]  # the parameter itself is left as given
+
+
+@pytest.mark.parametrize("heads", ["foo", "", (0,), (5,), (), (2, 2), (1.0, 2), (True, 2), "2,3,4", 3, None,
+                                   np.array([2, 3, 4])])
+def test_bad_heads_raise_before_training(faces, heads, monkeypatch):
+    import skkp.parsing
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(skkp.parsing.FaceParser, "_fit_net", no_training)
+    X, y = faces
+    with pytest.raises(ValueError, match="heads"):
+        FaceParser(**TINY, heads=heads).fit(X[:4], y[:4])
+
+
+def test_heads_clone_and_get_params_round_trip():
+    est = FaceParser(heads="study")
+    assert est.get_params()["heads"] == "study" and clone(est).heads == "study"
+    assert clone(est.set_params(heads=(1, 2))).get_params()["heads"] == (1, 2)
+    assert list(inspect.signature(FaceParser).parameters)[-2:] == ["amp", "heads"]  # appended: positions kept
+
+
+def test_heads_and_net_kwargs_head_stages(faces):
+    X, y = faces
+    with pytest.raises(ValueError, match=r"heads='study' .* module__head_stages=\(1, 2, 3, 4\) disagree"):
+        FaceParser(**TINY, heads="study", net_kwargs={"module__head_stages": (1, 2, 3, 4)}).fit(X[:4], y[:4])
+    with pytest.raises(ValueError, match="disagree"):
+        FaceParser(**TINY, net_kwargs={"module__head_stages": (2, 3, 4)}).fit(X[:4], y[:4])
+    same = FaceParser(**TINY, net_kwargs={"module__head_stages": (4, 3, 2, 1)}).fit(X[:4], y[:4])  # agrees
+    assert same.head_stages_ == (1, 2, 3, 4)
+
+
+def test_warm_start_refuses_changed_heads(faces):
+    X, y = faces
+    est = FaceParser(**TINY, heads="study", warm_start=True).fit(X[:4], y[:4])
+    with pytest.raises(ValueError, match="fitted heads"):
+        est.set_params(heads="stride4").fit(X[:4], y[:4])
+
+
+def test_parsers_pickled_before_heads_existed_keep_their_heads(faces):
+    X, y = faces
+    old = FaceParser(**TINY, heads="study").fit(X[:4], y[:4])
+    state = old.__getstate__()
+    del state["heads"]
+    again = FaceParser.__new__(FaceParser)
+    again.__setstate__(state)
+    assert again.heads == "study"
+    np.testing.assert_array_equal(again.predict(X[:2]), old.predict(X[:2]))
+    unfitted = FaceParser.__new__(FaceParser)
+    unfitted.__setstate__({k: v for k, v in FaceParser(net_kwargs={"module__head_stages": [1, 2, 3, 4]})
+                           .__getstate__().items() if k != "heads"})
+    assert unfitted.heads == "stride4"
