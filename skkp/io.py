@@ -36,6 +36,20 @@ _CLASSES = {"NoseKeypointRegressor": "keypoints", "FaceParser": "parsing", "Mask
 _NOT_STATE = {"net_"}  # rebuilt from the weights
 
 
+def _older_parser_heads(params):
+    from .parsing import _heads_of_older_parsers
+
+    return _heads_of_older_parsers(params.get("net_kwargs"))
+
+
+#: Parameters added to a class after files of the format were written, with the value that a
+#: file lacking one implied (the behaviour it was saved with, not today's default): a value, or
+#: a function of the file's other (decoded) parameters. FaceParser's ``heads`` became
+#: "stride4" by default; older parsers have the three reference heads unless their
+#: ``net_kwargs`` chose ``module__head_stages``.
+_IMPLIED_BY_OLDER_FILES = {"FaceParser": {"heads": _older_parser_heads}}
+
+
 def _class_name(estimator):
     """The name under which ``estimator``'s class may be saved, or None for a foreign class."""
     name = type(estimator).__name__
@@ -180,7 +194,11 @@ class _Decoder:
             raise ValueError(f"{self.path} names the class {name!r}{f' ({where})' if where else ''}; an skkp file "
                              f"may only hold one of {sorted(_CLASSES)}.")
         cls = getattr(importlib.import_module(f"skkp.{_CLASSES[name]}"), name)
-        estimator = cls(**{k: self(v, f"parameter {k}") for k, v in document.get("params", {}).items()})
+        params = {k: self(v, f"parameter {k}") for k, v in document.get("params", {}).items()}
+        for key, implied in _IMPLIED_BY_OLDER_FILES.get(name, {}).items():
+            if key not in params:
+                params[key] = implied(params) if callable(implied) else implied
+        estimator = cls(**params)
         for key, value in document.get("fitted", {}).items():
             if not (isinstance(key, str) and key.endswith("_") and key.isidentifier() and not key.startswith("_")):
                 raise ValueError(f"{self.path} has an invalid attribute name {key!r}.")

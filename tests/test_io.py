@@ -100,6 +100,35 @@ def test_weights_stored_once(models, tmp_path):
     assert params < size < 1.2 * params + 200_000  # weights (and BatchNorm buffers) once, no optimiser state
 
 
+@pytest.mark.parametrize("net_kwargs, heads", [(None, "study"), ({"module__head_stages": (2, 3, 4)}, "study"),
+                                               ({"module__head_stages": [1, 3, 4]}, (1, 3, 4))])
+def test_parsers_saved_before_heads_existed_load_with_the_heads_they_were_trained_with(tmp_path, net_kwargs, heads):
+    """A file from before ``heads`` has no such parameter and the network of its time (three
+    heads, or what net_kwargs module__head_stages chose): it loads with those, not today's default."""
+    faces, labels = make_faces(4, 40, random_state=0)
+    old = FaceParser(image_size=32, width=0.125, max_epochs=1, batch_size=4, random_state=0, device="cpu",
+                     heads=heads, net_kwargs=net_kwargs).fit(faces, labels)
+    path = skkp.save(old, tmp_path / "old.skkp")
+
+    def without_heads(doc):
+        del doc["params"]["heads"]
+        return doc
+
+    _rewrite(path, document=without_heads)
+    again = skkp.load(path)
+    assert again.heads == heads and again.head_stages_ == old.head_stages_
+    np.testing.assert_array_equal(again.predict(faces), old.predict(faces))
+    np.testing.assert_array_equal(again.predict_proba(faces), old.predict_proba(faces))
+    assert skkp.load(skkp.save(again, tmp_path / "new.skkp")).heads == heads
+
+
+def test_a_parser_round_trips_its_heads(models, tmp_path):
+    est, _ = models["parser"]
+    assert est.heads == "stride4" and est.head_stages_ == (1, 2, 3, 4)
+    again = skkp.load(skkp.save(est, tmp_path / "p.skkp"))
+    assert again.heads == "stride4" and len(again.net_.module_.heads) == 4
+
+
 # ----------------------------------------------------------------------------- tampered files
 def _rewrite(path, document=None, arrays=None):
     with zipfile.ZipFile(path) as archive:
