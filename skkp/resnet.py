@@ -209,6 +209,7 @@ class MultiHeadParsingNet(_ChannelsLastMixin, nn.Module):
         Backbone stages that get a head. The default is the reference design;
         adding stage 1 (stride 4) gives a finer head for small parts (eyes,
         brows) on low-resolution inputs, for about a fifth more compute.
+        :class:`skkp.FaceParser` builds ``(1, 2, 3, 4)`` by default (its ``heads``).
     channels_last : bool, default=False
         Keep weights and convolution activations in the ``channels_last`` memory
         format (what :class:`skkp.FaceParser` uses on CUDA); results are the same up
