@@ -35,7 +35,7 @@ from skkp._training import drop_last_for_batchnorm
 from skkp.datasets import make_faces, make_noses
 from skkp.keypoints import CHANNELS_LAST_ARCHITECTURES
 from skkp.losses import MultiHeadLoss, OhemCrossEntropy
-from skkp.parsing import _SGD, WarmupPolyLR
+from skkp.parsing import _SGD, WarmupPolyLR, _stages_of_heads
 from skkp.resnet import MultiHeadParsingNet
 from skkp.schemas import IGNORE_INDEX
 
@@ -106,11 +106,14 @@ def bench_keypoints(arch, args, device, amp_on):
     return out
 
 
-def plain_parser_fit(images, labels, size, width, epochs, batch, lr, device, dtype, channels_last, workers):
-    """FaceParser's training done by hand: the same network, OHEM loss on every head and the sum,
-    SGD with the warm-up/poly schedule stepped per batch, the same dataset and loader settings."""
+def plain_parser_fit(images, labels, size, width, epochs, batch, lr, device, dtype, channels_last, workers,
+                     heads="stride4"):
+    """FaceParser's training done by hand: the same network (same ``heads``), OHEM loss on every head
+    and the sum, SGD with the warm-up/poly schedule stepped per batch, the same dataset and loader
+    settings."""
     torch.manual_seed(0)
-    net = MultiHeadParsingNet(n_classes=19, width=width, channels_last=channels_last).to(device)
+    net = MultiHeadParsingNet(n_classes=19, width=width, head_stages=_stages_of_heads(heads),
+                              channels_last=channels_last).to(device)
     loss = MultiHeadLoss(OhemCrossEntropy(0.7, 1 / 16, IGNORE_INDEX))
     opt = _SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     drop_last = drop_last_for_batchnorm(len(images), batch)
@@ -139,7 +142,7 @@ def bench_parser(size, args, device, amp_on):
         for _ in range(args.repeats + 1):
             est = FaceParser(image_size=size, width=args.width, max_epochs=args.epochs, batch_size=batch, lr=lr,
                              augment=False, validation_fraction=0.0, num_workers=workers, device=device, amp=amp,
-                             random_state=0)
+                             random_state=0, heads=args.parser_heads)
             t, _, peaks["fit"] = timed(lambda: est.fit(faces, labels), device)
             times["skkp_fit"].append(t)
             times["skkp_epochs"].append(float(np.sum(est.history_[:, "dur"])))
@@ -149,7 +152,7 @@ def bench_parser(size, args, device, amp_on):
             for cl in layouts:
                 times[f"plain_fit_channels_last={cl}"].append(
                     plain_parser_fit(images, net_labels, size, args.width, args.epochs, batch, lr, device, dtype, cl,
-                                     workers))
+                                     workers, heads=args.parser_heads))
         out[label] = {"amp": amp, "autocast_dtype": str(dtype).replace("torch.", "") if dtype else None,
                       **summarise(times, args.n_faces * args.epochs, args.n_faces, peaks,
                                   f"plain_fit_channels_last={layout}", layout)}
@@ -175,6 +178,8 @@ def main():
     p.add_argument("--parser-sizes", default="256,448")
     p.add_argument("--n-faces", type=int, default=128, help="training images per parser fit")
     p.add_argument("--parser-batch", type=int, default=16)
+    p.add_argument("--parser-heads", choices=["stride4", "study"], default="stride4",
+                   help="FaceParser heads: stride4 (the default, stages 1-4) or study (the reference 2-4)")
     p.add_argument("--width", type=float, default=1.0, help="FaceParser channel multiplier")
     p.add_argument("--num-workers", type=int, default=4, help="FaceParser's DataLoader workers (and the plain loop's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; 1 with --smoke)")
@@ -196,6 +201,8 @@ def main():
                          "keypoints": {"n_images": args.n_keypoints, "image_size": args.keypoint_size,
                                        "batch_size": args.keypoint_batch, "augment": False},
                          "parser": {"n_images": args.n_faces, "width": args.width, "batch_size": args.parser_batch,
+                                    "heads": args.parser_heads,
+                                    "head_stages": list(_stages_of_heads(args.parser_heads)),
                                     "num_workers": args.num_workers, "augment": False},
                          "plain_loop": "benchmarks/_common.py plain_train: no read-back per batch (skorch reads "
                                        "the loss once per batch, which skkp's fit includes)"},

@@ -226,7 +226,8 @@ def gpu_section(lines):
     lines += [f"`python benchmarks/bench_gpu.py` on {m.get('gpu', m.get('device'))} — keypoints: "
               f"{s['keypoints']['n_images']} noses at {s['keypoints']['image_size']} px, batch "
               f"{s['keypoints']['batch_size']}; FaceParser: {s['parser']['n_images']} faces, batch "
-              f"{s['parser']['batch_size']}, {s['parser']['num_workers']} workers; {s['epochs']} epochs, no augmentation; "
+              f"{s['parser']['batch_size']}, {s['parser']['num_workers']} workers, heads on stages "
+              f"{s['parser'].get('head_stages', [2, 3, 4])}; {s['epochs']} epochs, no augmentation; "
               f"amp on = `{s['amp_on']}` ({s['amp_on_dtype']}); {s['statistic']}, {s['repeats']} repeats. Ratio: "
               f"skkp's epochs (and whole `fit`) against the plain loop on the same device (target 0.95).", "",
               "| model | amp | skkp train img/s | plain loop img/s | ratio (epochs / whole fit) | channels_last "
