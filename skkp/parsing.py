@@ -20,7 +20,7 @@ from ._validation import check_groups, check_parsing_X, check_parsing_X_y
 from .losses import MultiHeadLoss, OhemCrossEntropy
 from .metrics import mean_iou
 from .nets import transfer_weights
-from .resnet import MultiHeadParsingNet, load_backbone_weights, upsample_bilinear
+from .resnet import MultiHeadParsingNet, check_stages, load_backbone_weights, upsample_bilinear
 from .schemas import CELEBAMASK_CLASSES, IGNORE_INDEX, check_class_names, flip_lut
 
 __all__ = ["FaceParser", "WarmupPolyLR"]
@@ -50,25 +50,25 @@ def _stages_of_heads(heads):
         return _HEADS[heads]
     try:
         stages = tuple(heads)
-    except TypeError:
-        stages = None
-    if (stages is None or not stages or len(set(stages)) != len(stages)
-            or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and 1 <= k <= 4
-                       for k in stages)):
+        if not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in stages):
+            raise TypeError
+        return check_stages(stages)
+    except (TypeError, ValueError):
         raise ValueError(f"heads must be one of {sorted(_HEADS)} or a tuple of distinct backbone stages from 1, 2, "
-                         f"3, 4 (e.g. (1, 2, 3, 4)); got {heads!r}")
-    return tuple(sorted(int(k) for k in stages))
+                         f"3, 4 (e.g. (1, 2, 3, 4)); got {heads!r}") from None
+
+
+def _heads_named(stages):
+    """``heads`` for backbone ``stages``: its name in :data:`_HEADS` where it has one, else the stages."""
+    stages = tuple(stages)
+    return next((name for name, named in _HEADS.items() if named == tuple(sorted(stages))), stages)
 
 
 def _heads_of_older_parsers(net_kwargs):
     """``heads`` of a FaceParser saved before the parameter existed: the reference three heads
     (then the only default), unless its ``net_kwargs`` chose ``module__head_stages``."""
     stages = (net_kwargs or {}).get("module__head_stages") if isinstance(net_kwargs, dict) else None
-    if stages is None:
-        return "study"
-    stages = tuple(stages)
-    return next((name for name, named in _HEADS.items() if named == tuple(sorted(stages))), stages)
-
+    return "study" if stages is None else _heads_named(stages)
 
 
 class WarmupPolyLR:
@@ -314,8 +314,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         if "heads" not in state:  # pickled before the parameter existed: the heads it was built with
             net = state.get("net_")
             state["heads"] = (_heads_of_older_parsers(state.get("net_kwargs")) if net is None else
-                              _heads_of_older_parsers({"module__head_stages": getattr(net.module_.backbone, "stages",
-                                                                                      (2, 3, 4))}))
+                              _heads_named(getattr(net.module_.backbone, "stages", (2, 3, 4))))
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ checks

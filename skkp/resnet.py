@@ -107,6 +107,21 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
+def check_stages(stages):
+    """``stages`` as a sorted tuple of distinct backbone stages among 1, 2, 3, 4 (strides 4, 8,
+    16, 32); ValueError otherwise.
+
+    Examples
+    --------
+    >>> check_stages([4, 1])
+    (1, 4)
+    """
+    stages = tuple(int(k) for k in stages)
+    if not stages or any(k not in (1, 2, 3, 4) for k in stages) or len(set(stages)) != len(stages):
+        raise ValueError(f"stages must be distinct values among 1, 2, 3, 4; got {stages!r}")
+    return tuple(sorted(stages))
+
+
 class ResNet18Backbone(nn.Module):
     """ResNet18 without its classifier, returning the features of chosen stages.
 
@@ -133,10 +148,7 @@ class ResNet18Backbone(nn.Module):
 
     def __init__(self, width=1.0, in_channels=3, stages=(2, 3, 4)):
         super().__init__()
-        stages = tuple(int(k) for k in stages)
-        if not stages or any(k not in (1, 2, 3, 4) for k in stages) or len(set(stages)) != len(stages):
-            raise ValueError(f"stages must be distinct values among 1, 2, 3, 4; got {stages!r}")
-        self.stages = tuple(sorted(stages))
+        self.stages = check_stages(stages)
         chans = [_scaled(c, width) for c in _STAGE_CHANNELS]
         self.conv1 = nn.Conv2d(in_channels, chans[0], 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(chans[0])
