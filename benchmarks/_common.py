@@ -81,6 +81,11 @@ def ytf68_csv(data_dir, n_rows=None):
         yield subset
 
 
+def epochs_table(spec):
+    """An ``--epochs`` value ``arch=N,...`` as ``{arch: N}``, in its order."""
+    return {arch: int(n) for arch, n in (item.split("=") for item in spec.split(",") if item)}
+
+
 def data_dir_or_none():
     """ytf68's folder (``$SKKP_YTF68`` or ../shared/data/ytf68), or None after saying it is absent."""
     data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))

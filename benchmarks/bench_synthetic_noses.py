@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from _common import add_threads_option, metadata, parser, set_threads, write_results
+from _common import add_threads_option, epochs_table, metadata, parser, set_threads, write_results
 from skkp import NoseKeypointRegressor
 from skkp.datasets import make_noses
 from skkp.metrics import mean_absolute_error_px
@@ -32,7 +32,7 @@ def main():
     args = p.parse_args()
     set_threads(args)
     size = 96
-    epochs = {arch: int(n) for arch, n in (item.split("=") for item in args.epochs.split(",") if item)}
+    epochs = epochs_table(args.epochs)
     if args.architectures:
         epochs = {arch: epochs.get(arch, 8) for arch in args.architectures.split(",") if arch}
     if args.smoke:

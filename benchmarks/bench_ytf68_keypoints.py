@@ -19,8 +19,8 @@ import time
 import numpy as np
 from skorch.callbacks import Callback
 
-from _common import (YTF68_DIR, add_threads_option, metadata, parser, set_threads, timeit, write_results,
-                     ytf68_csv)
+from _common import (YTF68_DIR, add_threads_option, epochs_table, metadata, parser, set_threads, timeit,
+                     write_results, ytf68_csv)
 from skkp import NoseKeypointRegressor
 from skkp.datasets import IBUG68_NOSE, crop_faces, load_landmarks_csv
 from skkp.metrics import failure_rate, mean_absolute_error_px, normalized_mean_error
@@ -52,8 +52,7 @@ def epochs_for(spec, arch):
     """Epochs for ``arch`` from ``--epochs``: one number for all, or ``arch=N,...`` (others: 200)."""
     if "=" not in spec:
         return int(spec)
-    table = dict(item.split("=") for item in spec.split(",") if item)
-    return int(table.get(arch, 200))
+    return epochs_table(spec).get(arch, 200)
 
 
 def load_split(data_dir, seed=0, test_fraction=0.2, n_rows=None, duplicates="keep"):
