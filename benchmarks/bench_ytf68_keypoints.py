@@ -21,7 +21,7 @@ from skorch.callbacks import Callback
 
 from _common import (YTF68_DIR, add_threads_option, epochs_table, metadata, parser, set_threads, timeit,
                      write_results, ytf68_csv)
-from skkp import NoseKeypointRegressor
+from skkp import NoseKeypointRegressor, save
 from skkp.datasets import IBUG68_NOSE, crop_faces, load_landmarks_csv
 from skkp.metrics import failure_rate, mean_absolute_error_px, normalized_mean_error
 
@@ -55,11 +55,12 @@ def epochs_for(spec, arch):
     return epochs_table(spec).get(arch, 200)
 
 
-def load_split(data_dir, seed=0, test_fraction=0.2, n_rows=None, duplicates="keep"):
-    """96 px gray crops of ytf68, split by person; with ``n_rows``, of about its first
+def load_split(data_dir, seed=0, test_fraction=0.2, n_rows=None, duplicates="keep", size=96, with_conflicts=False):
+    """``size`` px (96) gray crops of ytf68, split by person; with ``n_rows``, of about its first
     ``n_rows`` faces only (whole people, see :func:`_common.ytf68_csv`). ``duplicates="drop"``
     then leaves out the rows of images labelled twice with different points, on both sides of
-    the same split of people."""
+    the same split of people; ``with_conflicts`` also returns the mask of such rows among the
+    test rows (after any drop)."""
     import warnings
 
     from sklearn.model_selection import GroupShuffleSplit
@@ -77,10 +78,12 @@ def load_split(data_dir, seed=0, test_fraction=0.2, n_rows=None, duplicates="kee
     rng = np.random.RandomState(seed)
     crops = {}
     for name, idx in (("train", train), ("test", test)):
-        c = crop_faces([data.images[i] for i in idx], keypoints=data.keypoints[idx], size=96, margin=0.25,
+        c = crop_faces([data.images[i] for i in idx], keypoints=data.keypoints[idx], size=size, margin=0.25,
                        gray=True, jitter=0.05, random_state=rng)
         crops[name] = (c.images, c.keypoints)
     n_people = (len(set(np.asarray(data.groups)[train])), len(set(np.asarray(data.groups)[test])))
+    if with_conflicts:
+        return crops, n_people, _conflicting_rows(data.filenames, data.keypoints)[test]
     return crops, n_people
 
 
@@ -97,7 +100,10 @@ def evaluate(y_true68, y_pred, cols):
             "failure_rate_0.10": failure_rate(truth, y_pred, threshold=0.10, normalizer=inter_ocular)}
 
 
-def run_model(params, X_tr, y_tr, X_te, y_te68, cols, budget, repeats, clock="wall"):
+def run_model(params, X_tr, y_tr, X_te, y_te68, cols, budget, repeats, clock="wall", conflicts=None, save_to=None):
+    """Fit ``NoseKeypointRegressor(**params)`` and score it on the test crops; with the mask
+    ``conflicts`` of test rows labelled twice, also on the ``unique_rows`` and the
+    ``conflicting_rows`` apart; with ``save_to``, write the fitted model there."""
     params = dict(params)
     net_kwargs = dict(params.pop("net_kwargs", None) or {})
     if budget:
@@ -106,7 +112,13 @@ def run_model(params, X_tr, y_tr, X_te, y_te68, cols, budget, repeats, clock="wa
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(X_tr, y_tr)
     fit_wall, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
-    res = evaluate(y_te68, model.predict(X_te), cols)
+    pred = model.predict(X_te)
+    res = evaluate(y_te68, pred, cols)
+    if conflicts is not None:
+        for name, rows in (("unique_rows", ~conflicts), ("conflicting_rows", conflicts)):
+            res[name] = evaluate(y_te68[rows], pred[rows], cols) if rows.any() else None
+    if save_to:
+        save(model, save_to)
     speed = timeit(lambda: model.predict(X_te), repeats=repeats)
     res.update(params={**params, "net_kwargs": {k: v for k, v in net_kwargs.items() if k != "callbacks"}},
                epochs=len(model.history_), stopped_by_budget=bool(model.fit_interrupted_), fit_seconds=fit_wall,
