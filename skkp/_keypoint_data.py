@@ -258,6 +258,8 @@ class PixelMAE(Callback):
         self._scale = None
 
     def on_batch_end(self, net, batch, training, y_pred=None, **kwargs):
+        if isinstance(y_pred, (tuple, list)):
+            y_pred = y_pred[0]  # (coordinates, heatmaps) of a network trained with a heatmap loss
         target = batch[1].to(y_pred.device, non_blocking=True)
         if self._scale is None or self._scale.dtype != y_pred.dtype or self._scale.device != y_pred.device:
             self._scale = torch.as_tensor(self.px_per_unit, dtype=y_pred.dtype, device=y_pred.device)

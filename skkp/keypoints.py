@@ -58,8 +58,10 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         of inputs did not learn at 2e-3 (docs/keypoints.md).
     weight_decay : float, default=0.0
         L2 penalty on every weight, on top of the network's own per-layer penalties.
-    loss : {"mse", "l1", "smooth_l1"}, default="l1"
-        Per-coordinate training loss (unlabelled coordinates are masked out).
+    loss : {"mse", "l1", "smooth_l1", "wing"}, default="l1"
+        Per-coordinate training loss (unlabelled coordinates are masked out);
+        "wing" is the Wing loss (Feng et al. 2018) with ``w=10``, ``eps=2`` in
+        pixels of the network input.
     lr_schedule : {"cosine", "constant"}, default="cosine"
         Learning rate over the epochs: cosine annealing from ``lr`` to 0 at
         ``max_epochs``, or constant.
@@ -199,7 +201,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "loss": [StrOptions({"mse", "l1", "smooth_l1"})],
+        "loss": [StrOptions({"mse", "l1", "smooth_l1", "wing"})],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "early_stopping": [Interval(numbers.Integral, 1, None, closed="left"), None],
@@ -511,6 +513,8 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             **module_kwargs,
             criterion=MaskedKeypointLoss,
             criterion__kind=self.loss,
+            criterion__px_per_unit=tuple(float(v) for v in self.frame_.px_per_unit(self.n_outputs_))
+            if self.loss == "wing" and self.frame_.px_per_unit(self.n_outputs_) is not None else None,
             optimizer=DecoupledL2Adam,  # Adam, with the network's per-layer L2 penalties decoupled
             optimizer__weight_decay=self.weight_decay,
             lr=recipe(self.architecture)["lr"] if self.lr == "auto" else self.lr,

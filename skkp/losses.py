@@ -127,35 +127,113 @@ class MaskedKeypointLoss(nn.Module):
 
     Parameters
     ----------
-    kind : {"mse", "l1", "smooth_l1"}
-        Per-coordinate loss.
+    kind : {"mse", "l1", "smooth_l1", "wing"}
+        Per-coordinate loss. "wing" is the Wing loss of Feng et al. (CVPR 2018):
+        ``w * log(1 + |d| / eps)`` for ``|d| < w``, ``|d| - C`` beyond (``C``
+        makes it continuous), with ``|d|`` in pixels (see ``px_per_unit``): it
+        weighs small and medium errors more than L1 does.
     beta : float
         Transition point of the smooth L1 loss.
+    px_per_unit : float, sequence of float or None, default=None
+        Pixels per target unit, per coordinate; the Wing loss's ``w`` and ``eps``
+        are in pixels. None is 1.
+    wing : (float, float), default=(10.0, 2.0)
+        The Wing loss's ``(w, eps)`` in pixels.
+    heatmap_weight : float, default=0.0
+        Weight of a supervised heatmap term, used when the network returns
+        ``(coordinates, heatmap logits)`` (``HeatmapKeypointNet(return_heatmaps=True)``
+        in training): the Jensen-Shannon divergence between each keypoint's
+        softmax map and a Gaussian centred on its target, as in Nibali et al.
+        (2018, DSNT), averaged over labelled keypoints.
+    heatmap_sigma : float, default=1.0
+        The Gaussian's standard deviation in heatmap cells.
 
-    Shapes: ``input`` (B, D) predictions, ``target`` (B, D) with NaN where
-    unlabelled; returns a scalar.
+    Shapes: ``input`` (B, D) predictions, or ``((B, D), (B, D/2, h, w))``;
+    ``target`` (B, D) with NaN where unlabelled; returns a scalar.
 
     Examples
     --------
     >>> loss = MaskedKeypointLoss()
     >>> loss(torch.zeros(1, 4), torch.tensor([[1.0, 1.0, float("nan"), float("nan")]])).item()
     1.0
+    >>> wing = MaskedKeypointLoss("wing", wing=(10.0, 2.0))
+    >>> round(wing(torch.zeros(1, 2), torch.tensor([[2.0, 0.0]])).item(), 4) == round(10 * math.log(2) / 2, 4)
+    True
     """
 
-    def __init__(self, kind="mse", beta=0.02):
+    def __init__(self, kind="mse", beta=0.02, px_per_unit=None, wing=(10.0, 2.0), heatmap_weight=0.0,
+                 heatmap_sigma=1.0):
         super().__init__()
-        if kind not in ("mse", "l1", "smooth_l1"):
-            raise ValueError(f"kind must be 'mse', 'l1' or 'smooth_l1', got {kind!r}")
+        if kind not in ("mse", "l1", "smooth_l1", "wing"):
+            raise ValueError(f"kind must be 'mse', 'l1', 'smooth_l1' or 'wing', got {kind!r}")
+        w, eps = (float(v) for v in wing)
+        if not (w > 0 and eps > 0):
+            raise ValueError(f"wing must be two positive numbers (w, eps), got {wing!r}")
+        if not heatmap_weight >= 0 or not heatmap_sigma > 0:
+            raise ValueError(f"heatmap_weight must be >= 0 and heatmap_sigma > 0, got {heatmap_weight!r} and "
+                             f"{heatmap_sigma!r}")
         self.kind = kind
         self.beta = float(beta)
+        self.px_per_unit = None if px_per_unit is None else torch.as_tensor(px_per_unit, dtype=torch.float32)
+        self.wing = (w, eps)
+        self.heatmap_weight = float(heatmap_weight)
+        self.heatmap_sigma = float(heatmap_sigma)
 
     def forward(self, input, target):
+        heatmaps = None
+        if isinstance(input, (tuple, list)):
+            input, heatmaps = input
         mask = ~torch.isnan(target)
         diff = torch.where(mask, input - torch.nan_to_num(target), torch.zeros_like(input))
         if self.kind == "mse":
             per = diff * diff
         elif self.kind == "l1":
             per = diff.abs()
-        else:
+        elif self.kind == "smooth_l1":
             per = F.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none", beta=self.beta)
-        return per.sum() / mask.sum().clamp(min=1)
+        else:
+            per = self._wing(diff)
+        loss = per.sum() / mask.sum().clamp(min=1)
+        if heatmaps is not None and self.heatmap_weight > 0:
+            loss = loss + self.heatmap_weight * gaussian_js_divergence(heatmaps, target, self.heatmap_sigma)
+        return loss
+
+    def _wing(self, diff):
+        w, eps = self.wing
+        a = diff.abs()
+        if self.px_per_unit is not None:
+            a = a * self.px_per_unit.to(a.device, a.dtype)
+        c = w - w * math.log(1.0 + w / eps)
+        return torch.where(a < w, w * torch.log1p(a / eps), a - c)
+
+
+def gaussian_js_divergence(heatmaps, target, sigma=1.0):
+    """Mean Jensen-Shannon divergence between softmax heatmaps and Gaussians on the targets.
+
+    Each keypoint's logits are softmax-normalised over the map; its target, in
+    [-1, 1] image units (cell centres as in :func:`skkp.nets.soft_argmax`), gets
+    a Gaussian of ``sigma`` cells normalised over the same map. Keypoints with a
+    NaN target are left out; with none labelled the result is 0.
+
+    Shapes: ``heatmaps`` (B, K, h, w) logits, ``target`` (B, 2K); returns a scalar.
+
+    Examples
+    --------
+    >>> maps = torch.full((1, 1, 8, 8), -1e4); maps[0, 0, 4, 4] = 0.0
+    >>> near, far = torch.tensor([[0.125, 0.125]]), torch.tensor([[-0.875, -0.875]])
+    >>> bool(gaussian_js_divergence(maps, near) < gaussian_js_divergence(maps, far))
+    True
+    """
+    b, k, h, w = heatmaps.shape
+    log_p = torch.log_softmax(heatmaps.reshape(b, k, h * w).float(), dim=-1)
+    pts = torch.nan_to_num(target.float()).reshape(b, k, 2)
+    labelled = ~torch.isnan(target.reshape(b, k, 2)).any(dim=-1)
+    # target position in cell units, cell j's centre at j + 0.5
+    cx, cy = (pts[..., 0] + 1.0) * (w / 2.0), (pts[..., 1] + 1.0) * (h / 2.0)
+    xs = torch.arange(w, device=heatmaps.device, dtype=log_p.dtype) + 0.5
+    ys = torch.arange(h, device=heatmaps.device, dtype=log_p.dtype) + 0.5
+    d2 = (ys.view(1, 1, h, 1) - cy[..., None, None]) ** 2 + (xs.view(1, 1, 1, w) - cx[..., None, None]) ** 2
+    log_q = torch.log_softmax((-d2 / (2.0 * sigma ** 2)).reshape(b, k, h * w), dim=-1)
+    log_m = torch.logaddexp(log_p, log_q) - math.log(2.0)
+    js = 0.5 * ((log_p.exp() * (log_p - log_m)).sum(-1) + (log_q.exp() * (log_q - log_m)).sum(-1))
+    return torch.where(labelled, js, 0.0).sum() / labelled.sum().clamp(min=1)

@@ -225,6 +225,10 @@ class HeatmapKeypointNet(_ChannelsLastMixin, nn.Module):
     heatmap_stride : {4, 2}, default=4
         Heatmap resolution relative to the input: 4 gives 24x24 heatmaps at 96
         px; 2 adds a decoder step to 48x48 for finer localisation.
+    return_heatmaps : bool, default=False
+        In training mode, return ``(coordinates, heatmap logits)`` for a loss
+        that also supervises the heatmaps (``MaskedKeypointLoss(heatmap_weight=...)``);
+        evaluation mode always returns the coordinates alone.
     channels_last : bool
 
     Examples
@@ -236,7 +240,7 @@ class HeatmapKeypointNet(_ChannelsLastMixin, nn.Module):
     """
 
     def __init__(self, n_outputs, image_size=96, in_channels=1, width=16, depth=2, heatmap_stride=4,
-                 channels_last=False):
+                 return_heatmaps=False, channels_last=False):
         super().__init__()
         if n_outputs % 2:
             raise ValueError(f"n_outputs must be even (x, y per keypoint), got {n_outputs}.")
@@ -249,6 +253,7 @@ class HeatmapKeypointNet(_ChannelsLastMixin, nn.Module):
         def stage(c_in, c_out):  # a strided conv, then depth - 1 more
             return nn.Sequential(_conv(c_in, c_out, 2), *(_conv(c_out, c_out) for _ in range(d - 1)))
         self.heatmap_stride = heatmap_stride
+        self.return_heatmaps = bool(return_heatmaps)
         self.enc1 = _conv(in_channels, w, stride=2)  # 1/2
         self.enc2 = stage(w, 2 * w)                  # 1/4
         self.enc3 = stage(2 * w, 4 * w)              # 1/8
@@ -278,7 +283,10 @@ class HeatmapKeypointNet(_ChannelsLastMixin, nn.Module):
         d = self.dec2(self._up_add(self.lat3(d3), e2))
         if self.heatmap_stride == 2:
             d = self.dec1(self._up_add(self.lat2(d), e1))
-        return soft_argmax(self.heatmaps(d))
+        maps = self.heatmaps(d)
+        if self.return_heatmaps and self.training:
+            return soft_argmax(maps), maps
+        return soft_argmax(maps)
 
 
 def soft_argmax(heatmaps):

@@ -146,6 +146,27 @@ def test_heatmap_net_options():
             HeatmapKeypointNet(n_outputs=6, **kwargs)
 
 
+@pytest.mark.parametrize("arch", ["heatmap", "cnn"])
+def test_wing_loss_is_measured_in_pixels_of_the_network_input(arch, data):
+    X, y = data
+    model = small(architecture=arch, loss="wing", max_epochs=1).fit(X[:40], y[:40])
+    # heatmap outputs are [-1, 1] image units (S / 2 px each); cnn's standardised targets are y_scale of those
+    np.testing.assert_allclose(model.net_.criterion_.px_per_unit.numpy(),
+                               model.frame_.px_per_unit(model.n_outputs_), rtol=1e-6)
+    assert np.isfinite(model.predict(X[:4])).all()
+
+
+def test_heatmap_loss_through_net_kwargs(data):
+    X, y = data
+    plain = small(architecture="heatmap", max_epochs=2).fit(X[:40], y[:40])
+    model = small(architecture="heatmap", max_epochs=2,
+                  net_kwargs={"module__return_heatmaps": True, "criterion__heatmap_weight": 1.0}).fit(X[:40], y[:40])
+    assert model.net_.criterion_.heatmap_weight == 1.0
+    assert np.isfinite(model.history_[:, "train_mae_px"]).all()
+    assert not np.allclose(plain.history_[:, "train_loss"], model.history_[:, "train_loss"])
+    assert model.predict(X[:4]).shape == (4, 4)
+
+
 def test_mlp_accepts_plain_features():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(60, 5))

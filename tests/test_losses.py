@@ -1,11 +1,12 @@
-"""OHEM cross-entropy and the multi-head (deep supervision) loss."""
+"""OHEM cross-entropy, the multi-head (deep supervision) loss, and the keypoint losses (Wing, heatmap JS)."""
 import math
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from skkp.losses import MultiHeadLoss, OhemCrossEntropy
+from skkp.losses import MaskedKeypointLoss, MultiHeadLoss, OhemCrossEntropy, gaussian_js_divergence
+from skkp.nets import HeatmapKeypointNet, soft_argmax
 
 THR = -math.log(0.7)
 
@@ -133,3 +134,78 @@ def test_multi_head_loss_sums_heads_and_their_sum():
     assert all(h.grad is not None for h in heads)
     # a single tensor (the evaluation output) is scored directly
     torch.testing.assert_close(crit(heads[0], target), base(heads[0], target))
+
+
+def _wing_reference(d_px, w=10.0, eps=2.0):
+    """Feng et al.'s Wing loss written out with math, for one error in pixels."""
+    d = abs(d_px)
+    return w * math.log(1 + d / eps) if d < w else d - (w - w * math.log(1 + w / eps))
+
+
+@pytest.mark.parametrize("d_px", [0.0, 0.5, 3.0, 9.99, 10.0, 25.0])
+def test_wing_loss_matches_its_formula_in_pixels(d_px):
+    scale = 48.0  # px per unit, as for a 96 px input in [-1, 1] units
+    loss = MaskedKeypointLoss("wing", px_per_unit=[scale, scale])
+    out = loss(torch.tensor([[d_px / scale, 0.0]]), torch.zeros(1, 2))
+    assert out.item() == pytest.approx((_wing_reference(d_px) + 0.0) / 2, rel=1e-5)
+
+
+def test_wing_loss_is_continuous_and_steeper_than_l1_for_small_errors():
+    loss = MaskedKeypointLoss("wing")
+    below, above = (loss(torch.tensor([[v]]), torch.zeros(1, 1)).item() for v in (10 - 1e-4, 10 + 1e-4))
+    assert above - below == pytest.approx(2e-4, abs=1e-4)
+    x = torch.tensor([[1.0]], requires_grad=True)
+    loss(x, torch.zeros(1, 1)).backward()
+    assert x.grad.item() == pytest.approx(10 / 3)  # w / (eps + |d|); L1's is 1
+
+
+def test_wing_loss_masks_unlabelled_coordinates_and_scales_per_column():
+    loss = MaskedKeypointLoss("wing", px_per_unit=[1.0, 2.0, 5.0, 5.0])
+    pred = torch.tensor([[1.0, 1.0, 3.0, 7.0]])
+    out = loss(pred, torch.tensor([[0.0, 0.0, float("nan"), float("nan")]]))
+    assert out.item() == pytest.approx((_wing_reference(1.0) + _wing_reference(2.0)) / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [{"kind": "huber"}, {"wing": (0.0, 2.0)}, {"wing": (10.0, -1.0)},
+                                    {"heatmap_weight": -1.0}, {"heatmap_sigma": 0.0}])
+def test_masked_keypoint_loss_invalid_arguments(kwargs):
+    with pytest.raises(ValueError):
+        MaskedKeypointLoss(**kwargs)
+
+
+def _gaussian_logits(cx, cy, h=12, w=12, sigma=1.0):
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    return (-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma ** 2))[None, None]
+
+
+def test_js_divergence_is_zero_on_its_own_gaussian_and_grows_with_the_distance():
+    maps = _gaussian_logits(5.0, 7.0)
+    at = torch.tensor([[5.0 / 6 - 1, 7.0 / 6 - 1]])  # cell units -> [-1, 1] units on a 12-cell map
+    assert gaussian_js_divergence(maps, at).item() == pytest.approx(0.0, abs=1e-6)
+    values = [gaussian_js_divergence(maps, at + torch.tensor([[dx, 0.0]])).item() for dx in (0.1, 0.3, 0.6)]
+    assert values == sorted(values) and values[0] > 1e-3
+    assert values[-1] <= math.log(2) + 1e-6
+
+
+def test_js_divergence_skips_unlabelled_points_and_stays_finite_off_the_map():
+    maps = torch.cat([_gaussian_logits(5.0, 7.0), _gaussian_logits(2.0, 2.0)], dim=1)
+    t = torch.tensor([[5.0 / 6 - 1, 7.0 / 6 - 1, float("nan"), float("nan")]])
+    assert gaussian_js_divergence(maps, t).item() == pytest.approx(0.0, abs=1e-6)
+    assert gaussian_js_divergence(maps, torch.full((1, 4), float("nan"))).item() == 0.0
+    far = gaussian_js_divergence(maps, torch.tensor([[30.0, -30.0, 30.0, 30.0]]))
+    assert torch.isfinite(far) and far.item() <= math.log(2) + 1e-6
+
+
+def test_heatmap_loss_adds_the_weighted_js_term_and_trains_the_maps():
+    torch.manual_seed(0)
+    net = HeatmapKeypointNet(n_outputs=4, image_size=32, return_heatmaps=True).train()
+    coords, maps = net(torch.randn(2, 1, 32, 32))
+    assert coords.shape == (2, 4) and maps.shape == (2, 2, 8, 8)
+    torch.testing.assert_close(coords, soft_argmax(maps))
+    target = torch.tensor([[0.1, -0.2, 0.3, 0.4], [0.0, 0.0, float("nan"), float("nan")]])
+    plain = MaskedKeypointLoss("l1")(coords, target)
+    both = MaskedKeypointLoss("l1", heatmap_weight=0.5)((coords, maps), target)
+    torch.testing.assert_close(both, plain + 0.5 * gaussian_js_divergence(maps, target))
+    both.backward()
+    assert net.heatmaps.weight.grad.abs().sum() > 0
+    assert net.eval()(torch.randn(2, 1, 32, 32)).shape == (2, 4)  # evaluation: the coordinates alone
