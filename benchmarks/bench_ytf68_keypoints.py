@@ -100,10 +100,12 @@ def evaluate(y_true68, y_pred, cols):
             "failure_rate_0.10": failure_rate(truth, y_pred, threshold=0.10, normalizer=inter_ocular)}
 
 
-def run_model(params, X_tr, y_tr, X_te, y_te68, cols, budget, repeats, clock="wall", conflicts=None, save_to=None):
+def run_model(params, X_tr, y_tr, X_te, y_te68, cols, budget, repeats, clock="wall", conflicts=None, save_to=None,
+              keep_model=False):
     """Fit ``NoseKeypointRegressor(**params)`` and score it on the test crops; with the mask
     ``conflicts`` of test rows labelled twice, also on the ``unique_rows`` and the
-    ``conflicting_rows`` apart; with ``save_to``, write the fitted model there."""
+    ``conflicting_rows`` apart; with ``save_to``, write the fitted model there; with
+    ``keep_model``, return it too (key ``model``)."""
     params = dict(params)
     net_kwargs = dict(params.pop("net_kwargs", None) or {})
     if budget:
@@ -126,6 +128,8 @@ def run_model(params, X_tr, y_tr, X_te, y_te68, cols, budget, repeats, clock="wa
                predict_timing=speed, valid_mae_px_by_epoch=[round(v, 3) for v in
                                                             model.history_[:, "valid_mae_px"]],
                train_mae_px_last_epoch=model.history_[-1].get("train_mae_px"))
+    if keep_model:
+        res["model"] = model
     return res
 
 

@@ -13,6 +13,8 @@ pairs of rows naming one image with different points, so that no prediction can
 match both; see ``bench_label_floor.py``). A variant with ``image_size`` other
 than 96 gets crops of that size cut from the original frames with the same
 framing; its pixel errors are reported at 96 px (``mae_px``) and at its own size.
+Each fitted model is also scored with test-time shift averaging (``shift_average``:
+the mean of its points on the crop and on four copies shifted by 2 px).
 The pseudo-parameter ``"pretrain_68": true`` first fits the defaults on all 68
 points of the same training people (``schema="ibug68"``) and starts the nose
 model from that fit (``init=``), as a user would start from a shipped 68-point
@@ -27,11 +29,50 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import YTF68_DIR, add_threads_option, metadata, parser, set_threads, write_results  # noqa: E402
-from bench_ytf68_keypoints import load_split, nose_columns, run_model  # noqa: E402
+from bench_ytf68_keypoints import evaluate, load_split, nose_columns, run_model  # noqa: E402
 
-from skkp import NoseKeypointRegressor  # noqa: E402
+from skkp import NoseKeypointRegressor, load  # noqa: E402
+
+
+SHIFTS = [(0, 0), (2, 0), (-2, 0), (0, 2), (0, -2)]
+
+
+def shift_average(model, X, shifts=SHIFTS):
+    """Test-time augmentation: the mean of the points predicted on copies of ``X`` shifted by
+    ``shifts`` pixels (edges replicated), each moved back by its shift."""
+    import cv2
+
+    preds = []
+    for dx, dy in shifts:
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        moved = np.stack([cv2.warpAffine(np.asarray(x, np.float32), m, (x.shape[1], x.shape[0]),
+                                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for x in X])
+        preds.append(model.predict(moved).reshape(len(X), -1, 2) - (dx, dy))
+    return np.mean(preds, axis=0).reshape(len(X), -1)
+
+
+def test_time_scores(model, X_te, y_te68, cols, conflicts, size):
+    """Scores of :func:`shift_average` (shifts of 2 px at 96 px, scaled to ``size``), in px of ``size``."""
+    step = 2 * size / 96
+    pred = shift_average(model, X_te, [(dx * step / 2, dy * step / 2) for dx, dy in SHIFTS])
+    res = evaluate(y_te68, pred, cols)
+    for name, rows in (("unique_rows", ~conflicts), ("conflicting_rows", conflicts)):
+        res[name] = evaluate(y_te68[rows], pred[rows], cols) if rows.any() else None
+    return res
+
+
+def _at_96(res, size):
+    """``res`` with every ``mae_px`` in pixels of a 96 px crop (the original kept as ``mae_px_at_own_size``)."""
+    if size == 96 or not isinstance(res, dict):
+        return res
+    out = {k: _at_96(v, size) for k, v in res.items()}
+    if "mae_px" in res:
+        out["mae_px_at_own_size"], out["mae_px"] = res["mae_px"], res["mae_px"] * 96 / size
+    return out
 
 
 def main():
@@ -39,6 +80,10 @@ def main():
     p.add_argument("--variant", action="append", default=[], help="JSON dict of estimator parameters (repeatable)")
     p.add_argument("--save-dir", type=Path, default=None,
                    help="also write each fitted model there (skkp.save), for later test-time evaluations")
+    p.add_argument("--append", action="store_true", help="add the variants to those already in --json")
+    p.add_argument("--rescore", type=Path, default=None,
+                   help="fit nothing: add the test-time scores of the models saved in this folder by an earlier "
+                        "run (variant<i>.skkp for the i-th variant of its JSON, given with --json) to that JSON")
     add_threads_option(p)
     args = p.parse_args()
     set_threads(args)
@@ -62,11 +107,24 @@ def main():
             split[size] = X_tr, y_tr68, X_te, y_te68, conflicts, n_people
         return split[size]
 
+    if args.rescore:
+        results = json.loads(Path(args.json).read_text())
+        for i, res in enumerate(results["variants"]):
+            size = res["params"].get("image_size", 96)
+            _, _, X_te, y_te68, conflicts, _ = data(size)
+            res["shift_average"] = _at_96(test_time_scores(load(args.rescore / f"variant{i}.skkp"), X_te, y_te68,
+                                                           cols, conflicts, size), size)
+        write_results(results, args.json)
+        return
+
     X_tr, _, X_te, _, conflicts, n_people = data(96)
     results = {"benchmark": "ytf68_variants", "meta": metadata(),
                "setup": {"n_train": len(X_tr), "n_test": len(X_te), "people_train_test": n_people,
-                         "n_test_conflicting_rows": int(conflicts.sum())},
+                         "n_test_conflicting_rows": int(conflicts.sum()),
+                         "shift_average": f"test-time mean over shifts {SHIFTS} px (at 96 px)"},
                "variants": []}
+    if args.append and args.json and Path(args.json).is_file():
+        results["variants"] = json.loads(Path(args.json).read_text())["variants"]
     if args.save_dir:
         args.save_dir.mkdir(parents=True, exist_ok=True)
     for i, params in enumerate(variants):
@@ -81,14 +139,15 @@ def main():
                         "model": "NoseKeypointRegressor(schema='ibug68', random_state=0) on the training crops"}
             params["init"] = start
         res = run_model({"random_state": 0, **params}, X_tr, y_tr68[:, cols], X_te, y_te68, cols, None, 1,
-                        conflicts=conflicts, save_to=args.save_dir and args.save_dir / f"variant{i}.skkp")
+                        conflicts=conflicts, save_to=args.save_dir and args.save_dir / f"variant{i}.skkp",
+                        keep_model=True)
+        res["shift_average"] = test_time_scores(res.pop("model"), X_te, y_te68, cols, conflicts, size)
         if pretrain:
             res["params"]["init"] = "pretrain_68"
             res["pretrain_68"] = pretrain
-        if size != 96:
-            res["mae_px_at_own_size"] = res["mae_px"]
-            res["mae_px"] = res["mae_px"] * 96 / size
+        res = _at_96(res, size)
         res["valid_mae_px_last_epoch"] = res["valid_mae_px_by_epoch"][-1]
+        res["meta"] = metadata()
         results["variants"].append(res)
         print(json.dumps({k: res[k] for k in ("params", "mae_px", "nme", "unique_rows", "fit_seconds")}), flush=True)
     write_results(results, args.json)
