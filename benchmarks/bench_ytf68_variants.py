@@ -19,6 +19,9 @@ The pseudo-parameter ``"pretrain_68": true`` first fits the defaults on all 68
 points of the same training people (``schema="ibug68"``) and starts the nose
 model from that fit (``init=``), as a user would start from a shipped 68-point
 model; the shipped ones have seen the held-out people, so they are not used here.
+``"distill": N`` first fits N teachers (the variant with random_state 1..N), then
+fits the variant (random_state 0) on the mean of the teachers' points on the
+training crops instead of the labels (their time is added).
 
 Run:  python benchmarks/bench_ytf68_variants.py --threads 1 \\
           --variant '{"max_epochs": 40, "batch_size": 32}' --json results.json
@@ -84,9 +87,22 @@ def main():
     p.add_argument("--rescore", type=Path, default=None,
                    help="fit nothing: add the test-time scores of the models saved in this folder by an earlier "
                         "run (variant<i>.skkp for the i-th variant of its JSON, given with --json) to that JSON")
+    p.add_argument("--merge", nargs="+", type=Path, default=None,
+                   help="fit nothing: write the variants of these result files (each run's metadata kept with its "
+                        "variants) into --json")
+    p.add_argument("--note", default=None, help="with --merge: how the runs were made, kept in the JSON")
     add_threads_option(p)
     args = p.parse_args()
     set_threads(args)
+    if args.merge:
+        merged = [json.loads(path.read_text()) for path in args.merge]
+        for res in merged:
+            for v in res["variants"]:
+                v.setdefault("meta", res["meta"])
+        write_results({**merged[0], "meta": metadata(), "merged_from": [str(path) for path in args.merge],
+                       **({"note": args.note} if args.note else {}),
+                       "variants": [v for res in merged for v in res["variants"]]}, args.json)
+        return
     if not (YTF68_DIR / "keypoints.csv").is_file():
         print(f"ytf68 not found at {YTF68_DIR}; nothing to do.")
         return
@@ -138,13 +154,26 @@ def main():
             pretrain = {"fit_seconds": time.perf_counter() - t0, "epochs": len(start.history_),
                         "model": "NoseKeypointRegressor(schema='ibug68', random_state=0) on the training crops"}
             params["init"] = start
-        res = run_model({"random_state": 0, **params}, X_tr, y_tr68[:, cols], X_te, y_te68, cols, None, 1,
+        n_teachers, distill = params.pop("distill", 0), None
+        y_fit = y_tr68[:, cols]
+        if n_teachers:
+            t0 = time.perf_counter()
+            teachers = [NoseKeypointRegressor(**{**params, "random_state": seed}).fit(X_tr, y_fit)
+                        for seed in range(1, n_teachers + 1)]
+            y_fit = np.mean([t.predict(X_tr) for t in teachers], axis=0)
+            distill = {"fit_seconds": time.perf_counter() - t0, "teachers": n_teachers,
+                       "teachers_mean_on_test": evaluate(y_te68, np.mean([t.predict(X_te) for t in teachers], axis=0),
+                                                         cols)}
+        res = run_model({"random_state": 0, **params}, X_tr, y_fit, X_te, y_te68, cols, None, 1,
                         conflicts=conflicts, save_to=args.save_dir and args.save_dir / f"variant{i}.skkp",
                         keep_model=True)
         res["shift_average"] = test_time_scores(res.pop("model"), X_te, y_te68, cols, conflicts, size)
         if pretrain:
             res["params"]["init"] = "pretrain_68"
             res["pretrain_68"] = pretrain
+        if distill:
+            res["params"]["distill"] = n_teachers
+            res["distill"] = distill
         res = _at_96(res, size)
         res["valid_mae_px_last_epoch"] = res["valid_mae_px_by_epoch"][-1]
         res["meta"] = metadata()
