@@ -58,10 +58,13 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         of inputs did not learn at 2e-3 (docs/keypoints.md).
     weight_decay : float, default=0.0
         L2 penalty on every weight, on top of the network's own per-layer penalties.
-    loss : {"mse", "l1", "smooth_l1", "wing"}, default="l1"
+    loss : {"auto", "mse", "l1", "smooth_l1", "wing"}, default="auto"
         Per-coordinate training loss (unlabelled coordinates are masked out);
         "wing" is the Wing loss (Feng et al. 2018) with ``w=10``, ``eps=2`` in
-        pixels of the network input.
+        pixels of the network input. "auto" takes the architecture's
+        (``skkp._recipes.ARCHITECTURE_RECIPES``): "wing" for ``heatmap``, which
+        it made more accurate on consistently labelled faces (docs/benchmarks.md),
+        "l1" for the others. Models saved before "auto" keep their "l1".
     lr_schedule : {"cosine", "constant"}, default="cosine"
         Learning rate over the epochs: cosine annealing from ``lr`` to 0 at
         ``max_epochs``, or constant.
@@ -201,7 +204,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "loss": [StrOptions({"mse", "l1", "smooth_l1", "wing"})],
+        "loss": [StrOptions({"auto", "mse", "l1", "smooth_l1", "wing"})],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
         "early_stopping": [Interval(numbers.Integral, 1, None, closed="left"), None],
@@ -221,7 +224,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
     }
 
     def __init__(self, architecture="heatmap", image_size=96, max_epochs=60, batch_size=64, lr="auto",
-                 weight_decay=0.0, loss="l1", lr_schedule="cosine", validation_fraction=0.1,
+                 weight_decay=0.0, loss="auto", lr_schedule="cosine", validation_fraction=0.1,
                  early_stopping=None, augment=True, schema=None, keypoint_names=None, flip_pairs=None,
                  num_workers=0, device="auto", random_state=None, verbose=0, net_kwargs=None, init=None,
                  warm_start=False, checkpoint=None, amp="auto"):
@@ -490,6 +493,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
 
     def _net_params(self, n_train, valid_ds, device, seed, incremental=False):
         kwargs = dict(self.net_kwargs or {})
+        loss = recipe(self.architecture)["loss"] if self.loss == "auto" else self.loss
         module_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("module__")}
         module_kwargs.setdefault("module__channels_last", self.architecture in CHANNELS_LAST_ARCHITECTURES)
         callbacks = [("set_epoch", EpochSetter()),
@@ -512,9 +516,9 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             module__n_features=self.image_size ** 2 if self.input_kind_ == "image" else self.n_features_in_,
             **module_kwargs,
             criterion=MaskedKeypointLoss,
-            criterion__kind=self.loss,
+            criterion__kind=loss,
             criterion__px_per_unit=tuple(float(v) for v in self.frame_.px_per_unit(self.n_outputs_))
-            if self.loss == "wing" and self.frame_.px_per_unit(self.n_outputs_) is not None else None,
+            if loss == "wing" and self.frame_.px_per_unit(self.n_outputs_) is not None else None,
             optimizer=DecoupledL2Adam,  # Adam, with the network's per-layer L2 penalties decoupled
             optimizer__weight_decay=self.weight_decay,
             lr=recipe(self.architecture)["lr"] if self.lr == "auto" else self.lr,
