@@ -58,14 +58,23 @@ def shift_average(model, X, shifts=SHIFTS):
     return np.mean(preds, axis=0).reshape(len(X), -1)
 
 
-def test_time_scores(model, X_te, y_te68, cols, conflicts, size):
-    """Scores of :func:`shift_average` (shifts of 2 px at 96 px, scaled to ``size``), in px of ``size``."""
-    step = 2 * size / 96
-    pred = shift_average(model, X_te, [(dx * step / 2, dy * step / 2) for dx, dy in SHIFTS])
+def _scores(pred, y_te68, cols, conflicts):
     res = evaluate(y_te68, pred, cols)
     for name, rows in (("unique_rows", ~conflicts), ("conflicting_rows", conflicts)):
         res[name] = evaluate(y_te68[rows], pred[rows], cols) if rows.any() else None
     return res
+
+
+def model_scores(model, X_te, y_te68, cols, conflicts, size):
+    """A fitted model's scores on the test crops of ``size`` px, all rows and the unique and
+    conflicting rows apart, plain and with :func:`shift_average` (2 px at 96 px, scaled to ``size``);
+    pixel errors in px of a 96 px crop. Also the loss it was trained with (what "auto" resolved to)."""
+    step = size / 96
+    res = _scores(model.predict(X_te), y_te68, cols, conflicts)
+    res["shift_average"] = _scores(shift_average(model, X_te, [(dx * step, dy * step) for dx, dy in SHIFTS]),
+                                   y_te68, cols, conflicts)
+    res["loss"] = model.net_.criterion_.kind
+    return _at_96(res, size)
 
 
 def _at_96(res, size):
@@ -85,8 +94,8 @@ def main():
                    help="also write each fitted model there (skkp.save), for later test-time evaluations")
     p.add_argument("--append", action="store_true", help="add the variants to those already in --json")
     p.add_argument("--rescore", type=Path, default=None,
-                   help="fit nothing: add the test-time scores of the models saved in this folder by an earlier "
-                        "run (variant<i>.skkp for the i-th variant of its JSON, given with --json) to that JSON")
+                   help="fit nothing: score again the models saved in this folder by an earlier run (variant<i>.skkp "
+                        "for the i-th variant of its JSON, given with --json) and update that JSON")
     p.add_argument("--merge", nargs="+", type=Path, default=None,
                    help="fit nothing: write the variants of these result files (each run's metadata kept with its "
                         "variants) into --json")
@@ -128,8 +137,7 @@ def main():
         for i, res in enumerate(results["variants"]):
             size = res["params"].get("image_size", 96)
             _, _, X_te, y_te68, conflicts, _ = data(size)
-            res["shift_average"] = _at_96(test_time_scores(load(args.rescore / f"variant{i}.skkp"), X_te, y_te68,
-                                                           cols, conflicts, size), size)
+            res.update(model_scores(load(args.rescore / f"variant{i}.skkp"), X_te, y_te68, cols, conflicts, size))
         write_results(results, args.json)
         return
 
@@ -165,16 +173,15 @@ def main():
                        "teachers_mean_on_test": evaluate(y_te68, np.mean([t.predict(X_te) for t in teachers], axis=0),
                                                          cols)}
         res = run_model({"random_state": 0, **params}, X_tr, y_fit, X_te, y_te68, cols, None, 1,
-                        conflicts=conflicts, save_to=args.save_dir and args.save_dir / f"variant{i}.skkp",
+                        save_to=args.save_dir and args.save_dir / f"variant{i}.skkp",
                         keep_model=True)
-        res["shift_average"] = test_time_scores(res.pop("model"), X_te, y_te68, cols, conflicts, size)
+        res.update(model_scores(res.pop("model"), X_te, y_te68, cols, conflicts, size))
         if pretrain:
             res["params"]["init"] = "pretrain_68"
             res["pretrain_68"] = pretrain
         if distill:
             res["params"]["distill"] = n_teachers
             res["distill"] = distill
-        res = _at_96(res, size)
         res["valid_mae_px_last_epoch"] = res["valid_mae_px_by_epoch"][-1]
         res["meta"] = metadata()
         results["variants"].append(res)

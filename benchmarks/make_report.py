@@ -106,11 +106,12 @@ def keypoint_section(lines):
 
 
 def _lever_name(params):
-    """A variant's parameters as estimator arguments, without the shared random_state=0."""
-    shown = {k: v for k, v in params.items() if v and not (k == "random_state" and v == 0)}
+    """A variant's parameters as estimator arguments, without the shared random_state=0 and the loss
+    (a column of its own)."""
+    shown = {k: v for k, v in params.items() if v and not (k == "random_state" and v == 0) and k != "loss"}
     net = shown.pop("net_kwargs", None) or {}
     parts = [f"{k}={v!r}" for k, v in shown.items()] + [f"{k}={v!r}" for k, v in net.items()]
-    return "`" + ", ".join(parts) + "`" if parts else "the defaults"
+    return "`" + ", ".join(parts) + "`" if parts else "none"
 
 
 def levers_section(lines):
@@ -121,7 +122,8 @@ def levers_section(lines):
     n_unique = s["n_test"] - s["n_test_conflicting_rows"]
     lines += ["### The literature's levers, one at a time (`python benchmarks/bench_ytf68_variants.py`)", "",
               f"Each row is `NoseKeypointRegressor(random_state=0, **change)` on the split above, 60 epochs unless "
-              f"the change says otherwise, scored on all {s['n_test']} held-out rows (as labelled) and on the "
+              f"the change says otherwise, with the loss in its column (the default was `\"l1\"` before these runs; "
+              f"`loss=\"auto\"`, now the default, gives the heatmap network `\"wing\"`), scored on all {s['n_test']} held-out rows (as labelled) and on the "
               f"{n_unique} rows whose image ytf68 labels once (its other {s['n_test_conflicting_rows']} rows are "
               f"pairs naming one image with different points, so no prediction matches both: see the floor "
               f"below). \"shift avg.\" scores the same model with test-time shift averaging (the mean of its points "
@@ -129,17 +131,34 @@ def levers_section(lines):
               f"the defaults on all 68 points of the training people and starts from that fit (its time is "
               f"added); `distill=N` fits N teachers (seeds 1..N) and trains on the mean of their points on the training crops instead of the labels (their time is added). Image sizes other than 96 cut their crops from the original frames with the same framing; "
               f"their MAE is given at 96 px.", "",
-              "| change | MAE (px @96) | nose NME | failure rate | unique rows: MAE | NME | failure rate "
+              "| change | loss | MAE (px @96) | nose NME | failure rate | unique rows: MAE | NME | failure rate "
               "| shift avg.: NME | unique rows NME | training s | torch threads |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["variants"]:
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    plain, wing, others = _lever_groups(res["variants"])
+    for r in plain + wing + others:
         u, t = r["unique_rows"], r.get("shift_average") or {}
         seconds = r["fit_seconds"] + sum((r.get(k) or {}).get("fit_seconds", 0.0) for k in ("pretrain_68", "distill"))
-        lines.append(f"| {_lever_name(r['params'])} | {_error_cells(r)} | {_error_cells(u)} | "
+        lines.append(f"| {_lever_name(r['params'])} | {r.get('loss', 'n/a')} | {_error_cells(r)} | {_error_cells(u)} | "
                      f"{_f(100 * t['nme'], '{:.1f}%') if t else 'n/a'} | "
                      f"{_f(100 * t['unique_rows']['nme'], '{:.1f}%') if t else 'n/a'} | {seconds:.0f} | "
                      f"{(r.get('meta') or {}).get('torch_threads')} |")
-    lines += ["", res.get("note", ""), "", _meta_line(res), ""]
+    metas = [r.get("meta") or {} for r in res["variants"]]
+    commits = ", ".join(f"`{c}`" for c in sorted({m.get("commit") for m in metas}))
+    lines += ["", res.get("note", ""), "",
+              f"*Runs of {min(m.get('date', '?') for m in metas)[:16]} to {max(m.get('date', '?') for m in metas)[:16]} "
+              f"at commits {commits}, each on 1 torch "
+              f"thread beside another run on the second core of a 2-CPU machine; torch "
+              f"{(metas[0].get('versions') or {}).get('torch')}, device cpu. Collected with `--merge`.*", ""]
+
+
+def _lever_groups(rows):
+    """``(plain, wing, others)``: the runs without a change but the seed, with L1 and with the Wing
+    loss, and every other lever."""
+    def seed_only(r):
+        return set(r["params"]) - {"net_kwargs"} <= {"random_state", "loss"} and not r["params"].get("net_kwargs")
+    plain = [r for r in rows if seed_only(r) and r.get("loss") == "l1"]
+    wing = [r for r in rows if seed_only(r) and r.get("loss") == "wing"]
+    return plain, wing, [r for r in rows if r not in plain and r not in wing]
 
 
 def _floor_numbers(res):
@@ -428,7 +447,39 @@ def keypoints_guide():
                    f"network, other batch sizes, less rotation, a higher learning rate, training on all 68 points, ...; "
                    f"{len(maes)} runs) moved "
                    f"held-out MAE only between {min(maes):.2f} and {max(maes):.2f} px; the benchmark page has the table.")
+    levers = _load("ytf68_levers")
+    if levers:
+        out.append(_levers_sentence(levers))
     return out
+
+
+def _levers_sentence(res):
+    """The literature's levers (ytf68_levers.json) in one paragraph: NME on the held-out rows ytf68
+    labels once, each run against the L1 runs without a change."""
+    plain, wing, others = _lever_groups(res["variants"])
+
+    def nme(r):
+        return f"{100 * r['unique_rows']['nme']:.2f}%"
+
+    def nme_all(r):
+        return f"{100 * r['nme']:.2f}%"
+
+    text = (f"**The face-alignment literature's levers** (`benchmarks/results/ytf68_levers.json`, table on the "
+            f"benchmark page), scored on the {res['setup']['n_test'] - res['setup']['n_test_conflicting_rows']} "
+            f"held-out rows whose image ytf68 labels once, where a better model shows (the other rows carry labels "
+            f"that no prediction can match twice): with L1, the former default, {' and '.join(nme(r) for r in plain)} "
+            f"NME (seeds {', '.join(str(r['params'].get('random_state', 0)) for r in plain)}); with the Wing loss "
+            f"{' and '.join(nme(r) for r in wing)}, with fewer failures, so `loss=\"auto\"` (the default) gives the "
+            f"heatmap network the Wing loss. On all held-out rows as labelled, Wing scored "
+            f"{' and '.join(nme_all(r) for r in wing)} against {' and '.join(nme_all(r) for r in plain)}. ")
+    text += "Each other lever, from L1: " + "; ".join(
+        f"{_lever_name(r['params'])} {nme(r)} ({nme_all(r)} on all rows)" for r in others) + ". "
+    shift = [(r, r["shift_average"]) for r in plain + wing if r.get("shift_average")]
+    if shift:
+        text += ("Test-time shift averaging (five crops) moves those runs from " + ", ".join(nme(r) for r, _ in shift)
+                 + " to " + ", ".join(f"{100 * t['unique_rows']['nme']:.2f}%" for _, t in shift)
+                 + " at five times the inference time; skkp does not do it by default.")
+    return text
 
 
 def parser_guide():
