@@ -155,10 +155,11 @@ def main():
         print(f"ytf68 not found at {YTF68_DIR}; nothing to do.")
         return
     # smoke: read only the first faces (whole people), then keep at most 128 / 32 of them
-    crops, n_people = load_split(YTF68_DIR, n_rows=200 if args.smoke else None, duplicates=args.duplicates)
+    crops, n_people, conflicts = load_split(YTF68_DIR, n_rows=200 if args.smoke else None,
+                                            duplicates=args.duplicates, with_conflicts=True)
     (X_tr, y_tr68), (X_te, y_te68) = crops["train"], crops["test"]
     if args.smoke:
-        X_tr, y_tr68, X_te, y_te68 = X_tr[:128], y_tr68[:128], X_te[:32], y_te68[:32]
+        X_tr, y_tr68, X_te, y_te68, conflicts = X_tr[:128], y_tr68[:128], X_te[:32], y_te68[:32], conflicts[:32]
         args.budget, args.epochs, args.repeats = 20, "1", 1
     cols = nose_columns()
     y_tr = y_tr68[:, cols]
@@ -179,7 +180,7 @@ def main():
                                          "fit_cpu_seconds", "fit_seconds")}, flush=True)
     defaults = {"random_state": 0, **({"max_epochs": 1} if args.smoke else {})}
     if args.defaults:
-        res = run_model(defaults, X_tr, y_tr, X_te, y_te68, cols, None, args.repeats)
+        res = run_model(defaults, X_tr, y_tr, X_te, y_te68, cols, None, args.repeats, conflicts=conflicts)
         results["defaults"] = res
         print("defaults", {k: res[k] for k in ("mae_px", "nme", "epochs", "fit_cpu_seconds")}, flush=True)
     if args.full_face:

@@ -372,8 +372,9 @@ def readme_summary():
         floor = _load("label_floor")
         if floor:
             f = _floor_numbers(floor)
-            out[-1] += (f" On held-out frames whose file name is listed once it scores {f['once']['mae_px']:.2f} px / "
-                        f"{100 * f['once']['nme']:.1f}%: {f['n_far']} of the {f['n']} held-out rows carry labels that do "
+            once = d.get("unique_rows") or f["once"]
+            out[-1] += (f" On held-out frames whose file name is listed once it scores {once['mae_px']:.2f} px / "
+                        f"{100 * once['nme']:.1f}%: {f['n_far']} of the {f['n']} held-out rows carry labels that do "
                         f"not fit their image (file names listed twice in ytf68), which puts the floor of the benchmark "
                         f"as labelled at about {f['set_mae']:.2f} px / {100 * f['set_nme']:.1f}% "
                         f"(`benchmarks/bench_label_floor.py`).")
