@@ -362,12 +362,13 @@ def readme_summary():
         maes = [v["mae_px"] for v in (variants or {}).get("variants", [])]
         extra = (variants or {}).get("trained_on_68_points_scored_on_nose")
         maes += [extra["mae_px"]] if isinstance(extra, dict) and "mae_px" in extra else []
+        maes += [v["mae_px"] for v in (_load("ytf68_levers") or {}).get("variants", [])]
         out.append(f"- Nose keypoints on real faces (ytf68, held-out people, `python benchmarks/bench_ytf68_keypoints.py "
                    f"--architectures \"\" --defaults`): `NoseKeypointRegressor(random_state=0)` reaches "
                    f"{d['mae_px']:.2f} px MAE and {100 * d['nme']:.1f}% NME in {d['fit_seconds'] / 60:.0f} minutes on "
                    f"{(kp.get('meta') or {}).get('torch_threads')} threads, against {mp['mae_px']:.2f} px / "
                    f"{100 * mp['nme']:.1f}% for the mean predictor. The targets (1.2 px, 5.0%) are not reached"
-                   + (f": {len(maes)} variants (`benchmarks/bench_ytf68_variants.py`) stayed between "
+                   + (f": {len(maes)} variants and levers (`benchmarks/bench_ytf68_variants.py`) stayed between "
                       f"{min(maes):.2f} and {max(maes):.2f} px." if maes else "."))
         floor = _load("label_floor")
         if floor:
