@@ -156,8 +156,10 @@ def _lever_groups(rows):
     loss, and every other lever."""
     def seed_only(r):
         return set(r["params"]) - {"net_kwargs"} <= {"random_state", "loss"} and not r["params"].get("net_kwargs")
-    plain = [r for r in rows if seed_only(r) and r.get("loss") == "l1"]
-    wing = [r for r in rows if seed_only(r) and r.get("loss") == "wing"]
+    def by_seed(runs):
+        return sorted(runs, key=lambda r: r["params"].get("random_state", 0))
+    plain = by_seed([r for r in rows if seed_only(r) and r.get("loss") == "l1"])
+    wing = by_seed([r for r in rows if seed_only(r) and r.get("loss") == "wing"])
     return plain, wing, [r for r in rows if r not in plain and r not in wing]
 
 
@@ -466,13 +468,17 @@ def _levers_sentence(res):
     def nme_all(r):
         return f"{100 * r['nme']:.2f}%"
 
+    def fails(r):
+        return f"{100 * r['unique_rows']['failure_rate_0.10']:.1f}%"
+
     text = (f"**The face-alignment literature's levers** (`benchmarks/results/ytf68_levers.json`, table on the "
             f"benchmark page), scored on the {res['setup']['n_test'] - res['setup']['n_test_conflicting_rows']} "
             f"held-out rows whose image ytf68 labels once, where a better model shows (the other rows carry labels "
             f"that no prediction can match twice): with L1, the former default, {' and '.join(nme(r) for r in plain)} "
             f"NME (seeds {', '.join(str(r['params'].get('random_state', 0)) for r in plain)}); with the Wing loss "
-            f"{' and '.join(nme(r) for r in wing)}, with fewer failures, so `loss=\"auto\"` (the default) gives the "
-            f"heatmap network the Wing loss. On all held-out rows as labelled, Wing scored "
+            f"{' and '.join(nme(r) for r in wing)} (failure rates {' and '.join(fails(r) for r in wing)} against "
+            f"{' and '.join(fails(r) for r in plain)}), so `loss=\"auto\"` (the default) gives the heatmap network the "
+            f"Wing loss. On all held-out rows as labelled, Wing scored "
             f"{' and '.join(nme_all(r) for r in wing)} against {' and '.join(nme_all(r) for r in plain)}. ")
     text += "Each other lever, from L1: " + "; ".join(
         f"{_lever_name(r['params'])} {nme(r)} ({nme_all(r)} on all rows)" for r in others) + ". "
