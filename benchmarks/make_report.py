@@ -25,6 +25,12 @@ def _meta_line(res):
             f"({m.get('torch_threads')} torch threads), torch {v.get('torch')}, device {m.get('device')}.*")
 
 
+def _threads(res):
+    """"1 thread" / "2 threads": the torch threads a result file's run used."""
+    n = (res.get("meta") or {}).get("torch_threads")
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
 def _f(x, fmt="{:.2f}"):
     return "n/a" if x is None else fmt.format(x)
 
@@ -368,7 +374,7 @@ def readme_summary():
         out.append(f"- Nose keypoints on real faces (ytf68, held-out people, `python benchmarks/bench_ytf68_keypoints.py "
                    f"--architectures \"\" --defaults`): `NoseKeypointRegressor(random_state=0)` reaches "
                    f"{d['mae_px']:.2f} px MAE and {100 * d['nme']:.1f}% NME in {d['fit_seconds'] / 60:.0f} minutes on "
-                   f"{(kp.get('meta') or {}).get('torch_threads')} threads, against {mp['mae_px']:.2f} px / "
+                   f"{_threads(kp)}, against {mp['mae_px']:.2f} px / "
                    f"{100 * mp['nme']:.1f}% for the mean predictor. The targets (1.2 px, 5.0%) are not reached"
                    + (f": {len(maes)} variants and levers (`benchmarks/bench_ytf68_variants.py`) stayed between "
                       f"{min(maes):.2f} and {max(maes):.2f} px." if maes else "."))
@@ -429,7 +435,7 @@ def keypoints_guide():
     out = [f"**Which architecture wins on real faces.** On the ytf68 nose benchmark (held-out people, "
            f"`python benchmarks/bench_ytf68_keypoints.py --architectures \"\" --defaults`) the heatmap network with "
            f"the defaults reaches {d['mae_px']:.2f} px MAE and {100 * d['nme']:.1f}% NME in {d['fit_seconds']:.0f} s "
-           f"of training ({d['epochs']} epochs, {(kp.get('meta') or {}).get('torch_threads')} threads); the mean "
+           f"of training ({d['epochs']} epochs, {_threads(kp)}); the mean "
            f"predictor scores {mp['mae_px']:.2f} px / {100 * mp['nme']:.1f}%."]
     if base and base.get("architectures") and "budget_s" in base["setup"]:
         parts = [f"`{name}` {r['mae_px']:.2f} px / {100 * r['nme']:.1f}% NME ({r['epochs']} epochs, "
