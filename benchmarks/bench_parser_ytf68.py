@@ -33,8 +33,10 @@ from bench_edges_ytf68 import edge_errors  # noqa: E402
 
 from skkp.augment import normalize_image  # noqa: E402
 from skkp.datasets import crop_faces, landmarks_to_masks, load_landmarks_csv  # noqa: E402
+from skkp.losses import OhemCrossEntropy  # noqa: E402
 from skkp.metrics import parsing_report  # noqa: E402
 from skkp.parsing import FaceParser  # noqa: E402
+from skkp.schemas import IGNORE_INDEX  # noqa: E402
 
 #: The classes landmark masks can hold, in CelebAMask-HQ's order.
 CLASSES = ("background", "skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
@@ -127,6 +129,9 @@ def main(argv=None):
                    help="backbone stages with a head, FaceParser's heads (1 2 3 4 = heads='stride4', the default; "
                         "2 3 4 = heads='study', the reference three)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--class-weight", choices=["none", "balanced"], default="none",
+                   help="balanced: weigh each class's pixels in the OHEM loss by 1/sqrt(its pixel frequency in the "
+                        "training masks), scaled to a mean of 1")
     p.add_argument("--lr", type=float, default=0.05, help="base SGD learning rate (short CPU budgets favour 0.05)")
     p.add_argument("--warmup-steps", type=int, default=100)
     p.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25))
@@ -186,6 +191,14 @@ def main(argv=None):
 
     limit = FitBudget(budget_s)
     net_kwargs = {"callbacks": [("fit_budget", limit)]}
+    class_weight = None
+    if args.class_weight == "balanced":
+        freq = np.bincount(y_train.ravel(), minlength=len(CLASSES))[:len(CLASSES)] / y_train.size
+        class_weight = 1.0 / np.sqrt(np.maximum(freq, 1e-6))
+        class_weight = class_weight / class_weight.mean()
+        probe = FaceParser(**params)
+        net_kwargs["criterion__loss"] = OhemCrossEntropy(probe.ohem_thresh, probe.min_kept, IGNORE_INDEX,
+                                                         weight=class_weight.tolist())
     est = FaceParser(max_epochs=epochs, verbose=1, net_kwargs=net_kwargs, **params)
     t0 = time.perf_counter()
     est.fit(X_train, y_train)
@@ -226,6 +239,7 @@ def main(argv=None):
         "metadata": metadata(est.device_),
         "config": {**{k: v for k, v in params.items() if k not in ("classes", "heads")}, "classes": list(CLASSES),
                    "crop_size": args.crop_size, "margin": args.margin, "budget_s": budget_s,
+                   "class_weight": None if class_weight is None else dict(zip(CLASSES, class_weight.round(3).tolist())),
                    "head_stages": list(est.head_stages_)},
         "data": {"n_train": int(len(X_train)), "n_test": int(len(X_test)),
                  "people_train": int(len(np.unique(groups[train_idx]))),

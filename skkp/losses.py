@@ -32,6 +32,10 @@ class OhemCrossEntropy(nn.Module):
         labelled pixels of the batch.
     ignore_index : int, default=255
         Target value that is ignored.
+    weight : sequence of float or None, default=None
+        Per-class weights (class balancing): which pixels are hard is decided on
+        the unweighted loss, and the kept pixels' losses are then averaged with
+        their class's weight (a weighted mean). None weighs every class 1.
 
     Shapes: ``input`` (B, C, H, W) logits (or (B, C) / (B, C, d1, ...)),
     ``target`` (B, H, W) integer labels; returns a scalar.
@@ -48,7 +52,7 @@ class OhemCrossEntropy(nn.Module):
     >>> out.backward()
     """
 
-    def __init__(self, thresh=0.7, min_kept=100_000, ignore_index=IGNORE_INDEX):
+    def __init__(self, thresh=0.7, min_kept=100_000, ignore_index=IGNORE_INDEX, weight=None):
         super().__init__()
         if not (isinstance(thresh, numbers.Real) and 0 < thresh <= 1):
             raise ValueError(f"thresh must be a float in (0, 1]; got {thresh!r}")
@@ -58,6 +62,11 @@ class OhemCrossEntropy(nn.Module):
         self.thresh = float(thresh)
         self.min_kept = min_kept
         self.ignore_index = int(ignore_index)
+        if weight is not None:
+            weight = torch.as_tensor(weight, dtype=torch.float32)
+            if weight.ndim != 1 or not bool(torch.all(weight > 0)):
+                raise ValueError(f"weight must be a 1-D sequence of positive class weights; got {weight!r}")
+        self.weight = weight
 
     def forward(self, input, target):
         target = target.long()
@@ -73,15 +82,29 @@ class OhemCrossEntropy(nn.Module):
             k = min(int(self.min_kept), n_valid)
         else:
             k = int(math.ceil(self.min_kept * n_valid))
+        if self.weight is None:
+            if n_hard > k:
+                return torch.where(hard, pixel_loss, 0.0).sum() / n_hard
+            if k == 0:
+                return input.sum() * 0.0
+            ranked = torch.where(valid, pixel_loss, -1.0).flatten()  # ignored pixels are never among the k
+            return torch.topk(ranked, k, sorted=False).values.mean()
         if n_hard > k:
-            return torch.where(hard, pixel_loss, 0.0).sum() / n_hard
-        if k == 0:
+            kept = hard
+        elif k == 0:
             return input.sum() * 0.0
-        ranked = torch.where(valid, pixel_loss, -1.0).flatten()  # ignored pixels are never among the k
-        return torch.topk(ranked, k, sorted=False).values.mean()
+        else:
+            ranked = torch.where(valid, pixel_loss, -1.0).flatten()
+            kept = torch.zeros_like(ranked, dtype=torch.bool)
+            kept[torch.topk(ranked, k, sorted=False).indices] = True
+            kept = kept.view_as(valid)
+        w = self.weight.to(input.device, pixel_loss.dtype)[torch.where(valid, target, 0)]
+        w = torch.where(kept, w, 0.0)
+        return (w * pixel_loss).sum() / w.sum()
 
     def extra_repr(self):
-        return f"thresh={self.thresh}, min_kept={self.min_kept}, ignore_index={self.ignore_index}"
+        weight = "" if self.weight is None else f", weight={self.weight.tolist()}"
+        return f"thresh={self.thresh}, min_kept={self.min_kept}, ignore_index={self.ignore_index}{weight}"
 
 
 class MultiHeadLoss(nn.Module):

@@ -209,3 +209,27 @@ def test_heatmap_loss_adds_the_weighted_js_term_and_trains_the_maps():
     both.backward()
     assert net.heatmaps.weight.grad.abs().sum() > 0
     assert net.eval()(torch.randn(2, 1, 32, 32)).shape == (2, 4)  # evaluation: the coordinates alone
+
+
+def test_ohem_class_weights_are_a_weighted_mean_over_the_same_pixels():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 5, 6, generator=gen)
+    target = torch.randint(0, 3, (2, 5, 6), generator=gen)
+    target[0, 0, :3] = 255
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    for min_kept in (4, 1000):  # hard pixels above the threshold, or the k hardest (here: all valid)
+        plain = OhemCrossEntropy(min_kept=min_kept)
+        weighted = OhemCrossEntropy(min_kept=min_kept, weight=weight)
+        per = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
+        valid = target != 255
+        kept = valid & (per > THR) if (valid & (per > THR)).sum() > min(min_kept, valid.sum()) else valid
+        w = weight[torch.where(valid, target, 0)] * kept
+        torch.testing.assert_close(weighted(logits, target), (w * per).sum() / w.sum())
+        torch.testing.assert_close(OhemCrossEntropy(min_kept=min_kept, weight=torch.ones(3))(logits, target),
+                                   plain(logits, target))
+
+
+@pytest.mark.parametrize("weight", [[1.0, 0.0, 1.0], [[1.0, 2.0]]])
+def test_ohem_bad_class_weights(weight):
+    with pytest.raises(ValueError, match="weight"):
+        OhemCrossEntropy(weight=weight)
