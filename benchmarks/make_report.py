@@ -239,6 +239,21 @@ def parser_section(lines):
     if res.get("note"):
         lines += [res["note"], ""]
     lines += [_meta_line(res), ""]
+    pair = _load("parser_class_weight")
+    if pair:
+        runs = pair["runs"]
+        names = list(next(iter(runs.values()))["quality"]["per_class_f1"])
+        lines += ["Class-balanced loss (`--class-weight balanced`: each class's pixels weighted by 1/sqrt of its "
+                  "pixel frequency in the training masks, mean 1), run side by side with the same settings "
+                  "without it, one thread each:", "",
+                  "| loss | mean F1 | mean IoU | " + " | ".join(names) + " | epochs | training s |",
+                  "|---|---|---|" + "---|" * len(names) + "---|---|"]
+        for name, r in runs.items():
+            q, t = r["quality"], r["training"]
+            lines.append(f"| {name} | {q['mean_f1_no_background']:.3f} | {q['mean_iou']:.3f} | "
+                         + " | ".join(f"{q['per_class_f1'][k]:.2f}" for k in names)
+                         + f" | {t['epochs_done']} | {t['train_s']:.0f} |")
+        lines += ["", pair.get("note", ""), "", _meta_line(next(iter(runs.values()))), ""]
     ceiling = _load("parser_ceiling")
     if ceiling:
         lines += ["How far 0.80 is, measured without training (`python benchmarks/bench_parser_ceiling.py`, "
@@ -352,11 +367,13 @@ def json_only_section(lines):
     names = sorted(p.stem for p in (HERE / "results").glob("*.json") if p.stem != "gpu"  # gpu_section has it
                    if not p.stem.startswith("ytf68_keypoints")
                    and p.stem not in {"keypoint_speed", "synthetic_noses", "parser_ytf68", "parser_ceiling", "ytf68_variants",
+                                      "ytf68_levers", "parser_class_weight",
                                       "finetune", "onnx", "detection", "pretrained_split", "distributed",
                                       "label_floor"})
     if names:
-        lines += ["## Other results", "", "Mask-edge benchmarks are summarised in "
-                  "[MaskEdgeKeypoints](mask_edge_keypoints.md); their JSON files:", ""]
+        lines += ["## Other results", "", "Summarised on other pages (the mask-edge benchmarks in "
+                  "[MaskEdgeKeypoints](mask_edge_keypoints.md), photos and video in "
+                  "[From photos to points](photos.md)); their JSON files:", ""]
         lines += [f"- `benchmarks/results/{n}.json`" for n in names]
         lines.append("")
 
