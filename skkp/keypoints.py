@@ -64,8 +64,8 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         pixels of the network input. "auto" takes the architecture's
         (``skkp._recipes.ARCHITECTURE_RECIPES``): "wing" for ``heatmap``, which
         trained on ytf68 as labelled (wrong labels included) was more accurate on
-        the held-out faces labelled once than with L1, and no worse on clean
-        training labels (docs/benchmarks.md); "l1" for the others. Models saved
+        the held-out faces labelled once than with L1, and within seed noise of
+        it on clean training labels (docs/benchmarks.md); "l1" for the others. Models saved
         before "auto" keep their "l1".
     lr_schedule : {"cosine", "constant"}, default="cosine"
         Learning rate over the epochs: cosine annealing from ``lr`` to 0 at
