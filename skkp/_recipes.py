@@ -30,19 +30,28 @@ networks"):
   wrongly labelled rows it was no better than L1 (3.95% against 3.84%), so what
   it adds is robustness to wrong labels. L1 for the other three, whose recipe
   above was measured with it;
+- **per-image input standardisation** (``mlp`` on images): each image is
+  centred on its own mean and divided by its own standard deviation before the
+  hidden layer, so the one hidden layer need not learn brightness and contrast.
+  On synthetic noses (1500 images, 150 epochs) the ``mlp`` went from 3.57x /
+  2.95x / 3.40x better than the mean predictor (frontal / side / bottom) to
+  MEASURED_LATER;
 - **the per-layer L2 penalties as decoupled decay** (``inception``'s c = 0.05,
   0.02, 0.01 on its first three dense layers): see :class:`DecoupledL2Adam`.
 """
 import torch
 
 #: Per-architecture recipe: ``lr`` (Adam's learning rate when ``lr="auto"``), ``loss`` (the loss when
-#: ``loss="auto"``), ``standardise_targets`` (train on per-coordinate standardised coordinates) and
-#: ``zero_output`` (start the output layer at zero, i.e. at the mean shape).
+#: ``loss="auto"``), ``standardise_targets`` (train on per-coordinate standardised coordinates),
+#: ``zero_output`` (start the output layer at zero, i.e. at the mean shape) and ``standardise_input``
+#: (per-image contrast normalisation of image inputs; only the MLP has it, see MLPKeypointNet).
 ARCHITECTURE_RECIPES = {
-    "heatmap": {"lr": 2e-3, "loss": "wing", "standardise_targets": False, "zero_output": False},
-    "cnn": {"lr": 5e-4, "loss": "l1", "standardise_targets": True, "zero_output": True},
-    "mlp": {"lr": 5e-4, "loss": "l1", "standardise_targets": True, "zero_output": True},
-    "inception": {"lr": 5e-4, "loss": "l1", "standardise_targets": True, "zero_output": False},
+    "heatmap": {"lr": 2e-3, "loss": "wing", "standardise_targets": False, "zero_output": False,
+                "standardise_input": False},
+    "cnn": {"lr": 5e-4, "loss": "l1", "standardise_targets": True, "zero_output": True, "standardise_input": False},
+    "mlp": {"lr": 5e-4, "loss": "l1", "standardise_targets": True, "zero_output": True, "standardise_input": True},
+    "inception": {"lr": 5e-4, "loss": "l1", "standardise_targets": True, "zero_output": False,
+                  "standardise_input": False},
 }
 
 

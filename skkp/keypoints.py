@@ -176,6 +176,10 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         ``"warm_start"``, the shipped model's name, the file path, or
         ``"estimator"``; with ``" (new output layer)"`` when the output layer
         was new.
+    input_standardised_ : bool
+        Whether the network centres each image on its own mean and divides it by
+        its own standard deviation first: True for ``mlp`` on images (see
+        :class:`skkp.nets.MLPKeypointNet`), else False.
     init_points_ : list or None
         When fine-tuning into a new layout (else None): for each keypoint, the point
         of the ``init`` model (its name, or index) whose output weights it
@@ -407,6 +411,11 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         self.flip_pairs_ = pairs
         self.started_from_ = "random" if start is None else start["label"]
         self.init_points_ = None if start is None else start["point_names"]
+        # per-image input standardisation (the MLP on images); a starting model's weights expect its own setting
+        standardise = (start["input_standardised"] if start is not None
+                       else checked.kind == "image" and recipe(self.architecture)["standardise_input"])
+        self.input_standardised_ = bool((self.net_kwargs or {}).get("module__standardise_input", standardise)) \
+            if self.architecture == "mlp" else False
 
         self.frame_ = KeypointFrame(self.image_size, standardise_targets=recipe(self.architecture)["standardise_targets"])
         inputs = self.frame_.fit_inputs(checked, targets, reference=None if start is None else start["frame"])[keep]
@@ -480,7 +489,8 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
                 "point_names": None if point_map is None else
                 [source.keypoint_names_[j] if source.keypoint_names_ else j for j in point_map],
                 "frame": source.frame_ if same_outputs else _inputs_only(source.frame_),
-                "module_frame": source.frame_}
+                "module_frame": source.frame_,
+                "input_standardised": bool(getattr(source, "input_standardised_", False))}
 
     def _mean_predictor_mae(self, net_targets, train_idx, valid_idx):
         """MAE (in the units of ``valid_mae_px``) of predicting the mean training target for every
@@ -498,6 +508,9 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
         loss = recipe(self.architecture)["loss"] if self.loss == "auto" else self.loss
         module_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("module__")}
         module_kwargs.setdefault("module__channels_last", self.architecture in CHANNELS_LAST_ARCHITECTURES)
+        if self.architecture == "mlp":
+            # models saved before input_standardised_ existed were trained without it
+            module_kwargs.setdefault("module__standardise_input", getattr(self, "input_standardised_", False))
         callbacks = [("set_epoch", EpochSetter()),
                      ("pixel_mae", PixelMAE(self.frame_.px_per_unit(self.n_outputs_)))]
         if self.lr_schedule == "cosine" and not incremental:

@@ -179,19 +179,43 @@ class GeneratorDropout(nn.Dropout):
 class MLPKeypointNet(nn.Module):
     """Baseline: one hidden layer on raw pixels (or any feature vector).
 
+    Parameters
+    ----------
+    n_outputs : int
+    n_features : int
+        Input values per sample (the pixels of an image).
+    hidden : int, default=256
+        Units in the hidden layer.
+    standardise_input : bool, default=False
+        Centre each sample's input vector on its own mean and divide it by its
+        own standard deviation before the dense layers (per-image contrast
+        normalisation, no parameters). Meant for images, where it takes
+        brightness and contrast out of what the one hidden layer must learn:
+        ``NoseKeypointRegressor`` turns it on for image inputs. Not for feature
+        matrices, whose columns have different units.
+
     Examples
     --------
     >>> MLPKeypointNet(n_outputs=4, n_features=20).eval()(torch.zeros(3, 20)).shape
     torch.Size([3, 4])
+    >>> net = MLPKeypointNet(n_outputs=2, n_features=4, standardise_input=True).eval()
+    >>> x = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    >>> bool(torch.allclose(net(x), net(10 * x + 5), atol=1e-5))  # brightness and contrast are gone
+    True
     """
 
-    def __init__(self, n_outputs, n_features, hidden=256):
+    def __init__(self, n_outputs, n_features, hidden=256, standardise_input=False):
         super().__init__()
+        self.standardise_input = bool(standardise_input)
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(n_features, hidden), nn.ReLU(inplace=True),
                                  nn.Linear(hidden, n_outputs))
         self.output_layer = "net.3"
 
     def forward(self, x):
+        if self.standardise_input:
+            x = x.flatten(1)
+            # the std of a constant image is 0: the floor keeps it at zeros instead of NaN
+            x = (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp_min(1e-3)
         return self.net(x)
 
 

@@ -122,6 +122,29 @@ def test_parsers_saved_before_heads_existed_load_with_the_heads_they_were_traine
     assert skkp.load(skkp.save(again, tmp_path / "new.skkp")).heads == heads
 
 
+def test_mlps_saved_before_input_standardisation_load_without_it(noses, tmp_path):
+    """A file from before ``input_standardised_`` holds an MLP trained on raw pixels: it loads with
+    that network, not with today's per-image standardisation, and predicts what it did."""
+    X, y = noses
+    old = NoseKeypointRegressor(architecture="mlp", image_size=32, max_epochs=2, random_state=0, device="cpu",
+                                net_kwargs={"module__standardise_input": False}).fit(X, y)
+    assert old.input_standardised_ is False
+    path = skkp.save(old, tmp_path / "old.skkp")
+
+    def as_before(doc):
+        doc["params"]["net_kwargs"] = None
+        del doc["fitted"]["input_standardised_"]
+        return doc
+
+    _rewrite(path, document=as_before)
+    again = skkp.load(path)
+    assert again.net_.module_.standardise_input is False
+    np.testing.assert_array_equal(again.predict(X), old.predict(X))
+    new = skkp.load(skkp.save(NoseKeypointRegressor(architecture="mlp", image_size=32, max_epochs=1, random_state=0,
+                                                    device="cpu").fit(X, y), tmp_path / "new.skkp"))
+    assert new.input_standardised_ is True and new.net_.module_.standardise_input is True
+
+
 def test_a_parser_round_trips_its_heads(models, tmp_path):
     est, _ = models["parser"]
     assert est.heads == "stride4" and est.head_stages_ == (1, 2, 3, 4)

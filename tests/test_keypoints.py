@@ -177,6 +177,24 @@ def test_mlp_accepts_plain_features():
     assert model.n_keypoints_ is None
 
 
+def test_mlp_standardises_each_image_but_not_features(data):
+    """Per-image contrast normalisation is on for images (an image and a brighter, higher-contrast
+    copy get the same points), off for feature matrices, and a fine-tuned MLP keeps its source's setting."""
+    X, y = data
+    model = small(architecture="mlp").fit(X[:40], y[:40])
+    assert model.input_standardised_ is True and model.net_.module_.standardise_input is True
+    brighter = np.clip(X[:8].astype(np.float32) * 0.5 + 60, 0, 255).astype(np.uint8)
+    np.testing.assert_allclose(model.predict(brighter), model.predict(X[:8]), atol=0.05)
+    raw = small(architecture="mlp", net_kwargs={"module__standardise_input": False}).fit(X[:40], y[:40])
+    assert raw.input_standardised_ is False and raw.net_.module_.standardise_input is False
+    assert np.abs(raw.predict(brighter) - raw.predict(X[:8])).max() > 0.05
+    tuned = small(architecture="mlp", init=raw, max_epochs=1).fit(X[40:80], y[40:80])
+    assert tuned.input_standardised_ is False and tuned.net_.module_.standardise_input is False
+    features = NoseKeypointRegressor(architecture="mlp", max_epochs=1, random_state=0).fit(
+        np.random.RandomState(0).normal(size=(20, 5)), np.arange(20.0))
+    assert features.input_standardised_ is False and features.net_.module_.standardise_input is False
+
+
 # ------------------------------------------------------------------ errors before training
 @pytest.mark.parametrize("X_fn, y_fn, match", [
     (lambda X: X[:10], lambda y: y[:9], "inconsistent numbers of samples"),
