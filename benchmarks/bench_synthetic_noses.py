@@ -18,7 +18,7 @@ from skkp.datasets import make_noses
 from skkp.metrics import mean_absolute_error_px
 
 #: Epochs per architecture: about the same few CPU-minutes per view, except inception (the slowest).
-EPOCHS = "heatmap=8,cnn=15,inception=8,mlp=150"
+EPOCHS = "heatmap=8,cnn=15,inception=8,mlp=400"
 
 
 def main():
