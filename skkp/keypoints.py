@@ -45,8 +45,9 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
     architecture : {"heatmap", "inception", "cnn", "mlp"}, default="heatmap"
         Network: an encoder-decoder with a soft-argmax head (the most accurate
         on real faces, see docs/benchmarks.md), the reference Inception-style
-        CNN, a plain CNN, or a one-hidden-layer MLP on raw pixels (the MLP also
-        accepts any 2-D feature matrix).
+        CNN, a plain CNN, or a one-hidden-layer MLP on the pixels, each image
+        standardised to mean 0 and standard deviation 1 first (the MLP also
+        accepts any 2-D feature matrix, which it takes as it is).
     image_size : int, default=96
         Side of the square network input.
     max_epochs : int, default=60
