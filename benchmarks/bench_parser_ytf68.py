@@ -132,6 +132,8 @@ def main(argv=None):
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none",
                    help="balanced: weigh each class's pixels in the OHEM loss by 1/sqrt(its pixel frequency in the "
                         "training masks), scaled to a mean of 1")
+    p.add_argument("--boundary-weight", type=float, default=0.0,
+                   help="boundary-aware loss: pixels next to another label count 1 + this in the OHEM mean")
     p.add_argument("--lr", type=float, default=0.05, help="base SGD learning rate (short CPU budgets favour 0.05)")
     p.add_argument("--warmup-steps", type=int, default=100)
     p.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25))
@@ -196,9 +198,11 @@ def main(argv=None):
         freq = np.bincount(y_train.ravel(), minlength=len(CLASSES))[:len(CLASSES)] / y_train.size
         class_weight = 1.0 / np.sqrt(np.maximum(freq, 1e-6))
         class_weight = class_weight / class_weight.mean()
+    if class_weight is not None or args.boundary_weight:
         probe = FaceParser(**params)
-        net_kwargs["criterion__loss"] = OhemCrossEntropy(probe.ohem_thresh, probe.min_kept, IGNORE_INDEX,
-                                                         weight=class_weight.tolist())
+        net_kwargs["criterion__loss"] = OhemCrossEntropy(
+            probe.ohem_thresh, probe.min_kept, IGNORE_INDEX, boundary_weight=args.boundary_weight,
+            weight=None if class_weight is None else class_weight.tolist())
     est = FaceParser(max_epochs=epochs, verbose=1, net_kwargs=net_kwargs, **params)
     t0 = time.perf_counter()
     est.fit(X_train, y_train)
@@ -240,6 +244,7 @@ def main(argv=None):
         "config": {**{k: v for k, v in params.items() if k not in ("classes", "heads")}, "classes": list(CLASSES),
                    "crop_size": args.crop_size, "margin": args.margin, "budget_s": budget_s,
                    "class_weight": None if class_weight is None else dict(zip(CLASSES, class_weight.round(3).tolist())),
+                   "boundary_weight": args.boundary_weight,
                    "head_stages": list(est.head_stages_)},
         "data": {"n_train": int(len(X_train)), "n_test": int(len(X_test)),
                  "people_train": int(len(np.unique(groups[train_idx]))),

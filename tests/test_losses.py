@@ -233,3 +233,34 @@ def test_ohem_class_weights_are_a_weighted_mean_over_the_same_pixels():
 def test_ohem_bad_class_weights(weight):
     with pytest.raises(ValueError, match="weight"):
         OhemCrossEntropy(weight=weight)
+
+
+def test_ohem_boundary_weight_counts_pixels_next_to_another_label_more():
+    # left half class 0, right half class 1: columns 2 and 3 touch the other class; column 5 is ignored
+    target = torch.zeros(1, 4, 6, dtype=torch.long)
+    target[..., 3:] = 1
+    target[..., 5] = 255
+    loss = OhemCrossEntropy(min_kept=1000, boundary_weight=2.0)
+    boundary = loss._boundary(target, target != 255)[0]
+    assert boundary[:, 2:4].all() and not boundary[:, :2].any() and not boundary[:, 4:].any()
+    logits = torch.randn(1, 2, 4, 6, generator=torch.Generator().manual_seed(0))
+    per = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    w = (1.0 + 2.0 * boundary.float())[None] * (target != 255)
+    torch.testing.assert_close(loss(logits, target), (w * per).sum() / w.sum())
+    torch.testing.assert_close(OhemCrossEntropy(min_kept=1000, boundary_weight=0.0)(logits, target),
+                               per[target != 255].mean())
+    # combined with class weights: the two multiply
+    both = OhemCrossEntropy(min_kept=1000, weight=[1.0, 3.0], boundary_weight=2.0)
+    wc = w * torch.tensor([1.0, 3.0])[torch.where(target != 255, target, 0)]
+    torch.testing.assert_close(both(logits, target), (wc * per).sum() / wc.sum())
+
+
+@pytest.mark.parametrize("value", [-1.0, float("inf"), True, "2"])
+def test_ohem_bad_boundary_weight(value):
+    with pytest.raises(ValueError, match="boundary_weight"):
+        OhemCrossEntropy(boundary_weight=value)
+
+
+def test_ohem_boundary_weight_needs_images():
+    with pytest.raises(ValueError, match="boundary_weight needs"):
+        OhemCrossEntropy(boundary_weight=1.0)(torch.randn(4, 3), torch.tensor([0, 1, 2, 1]))
