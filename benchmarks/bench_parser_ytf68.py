@@ -132,8 +132,9 @@ def main(argv=None):
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none",
                    help="balanced: weigh each class's pixels in the OHEM loss by 1/sqrt(its pixel frequency in the "
                         "training masks), scaled to a mean of 1")
-    p.add_argument("--boundary-weight", type=float, default=0.0,
-                   help="boundary-aware loss: pixels next to another label count 1 + this in the OHEM mean")
+    p.add_argument("--boundary-weight", type=float, default=None,
+                   help="FaceParser.boundary_weight: pixels next to another label count 1 + this in the OHEM mean "
+                        "(default: FaceParser's, 2.0; 0 is the study's plain OHEM loss)")
     p.add_argument("--lr", type=float, default=0.05, help="base SGD learning rate (short CPU budgets favour 0.05)")
     p.add_argument("--warmup-steps", type=int, default=100)
     p.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25))
@@ -178,6 +179,8 @@ def main(argv=None):
                   lr=args.lr, warmup_steps=args.warmup_steps, scale_range=tuple(args.scale_range),
                   device=args.device, random_state=args.seed,
                   validation_fraction=0.0)  # train on every crop, as the committed results did; test set is held out
+    if args.boundary_weight is not None:
+        params["boundary_weight"] = args.boundary_weight
 
     calibration_s = 0.0
     if args.max_epochs or (args.smoke and args.budget_min is None):
@@ -198,11 +201,11 @@ def main(argv=None):
         freq = np.bincount(y_train.ravel(), minlength=len(CLASSES))[:len(CLASSES)] / y_train.size
         class_weight = 1.0 / np.sqrt(np.maximum(freq, 1e-6))
         class_weight = class_weight / class_weight.mean()
-    if class_weight is not None or args.boundary_weight:
+    if class_weight is not None:
         probe = FaceParser(**params)
-        net_kwargs["criterion__loss"] = OhemCrossEntropy(
-            probe.ohem_thresh, probe.min_kept, IGNORE_INDEX, boundary_weight=args.boundary_weight,
-            weight=None if class_weight is None else class_weight.tolist())
+        net_kwargs["criterion__loss"] = OhemCrossEntropy(probe.ohem_thresh, probe.min_kept, IGNORE_INDEX,
+                                                         boundary_weight=probe.boundary_weight,
+                                                         weight=class_weight.tolist())
     est = FaceParser(max_epochs=epochs, verbose=1, net_kwargs=net_kwargs, **params)
     t0 = time.perf_counter()
     est.fit(X_train, y_train)
@@ -244,7 +247,7 @@ def main(argv=None):
         "config": {**{k: v for k, v in params.items() if k not in ("classes", "heads")}, "classes": list(CLASSES),
                    "crop_size": args.crop_size, "margin": args.margin, "budget_s": budget_s,
                    "class_weight": None if class_weight is None else dict(zip(CLASSES, class_weight.round(3).tolist())),
-                   "boundary_weight": args.boundary_weight,
+                   "boundary_weight": est.boundary_weight,
                    "head_stages": list(est.head_stages_)},
         "data": {"n_train": int(len(X_train)), "n_test": int(len(X_test)),
                  "people_train": int(len(np.unique(groups[train_idx]))),

@@ -239,21 +239,22 @@ def parser_section(lines):
     if res.get("note"):
         lines += [res["note"], ""]
     lines += [_meta_line(res), ""]
-    pair = _load("parser_class_weight")
-    if pair:
-        runs = pair["runs"]
+    terms = _load("parser_loss_terms")
+    if terms:
+        runs = terms["runs"]
         names = list(next(iter(runs.values()))["quality"]["per_class_f1"])
-        lines += ["Class-balanced loss (`--class-weight balanced`: each class's pixels weighted by 1/sqrt of its "
-                  "pixel frequency in the training masks, mean 1), run side by side with the same settings "
-                  "without it, one thread each:", "",
-                  "| loss | mean F1 | mean IoU | " + " | ".join(names) + " | epochs | training s |",
+        lines += ["Loss terms and input size, one change at a time (`--class-weight balanced`, `--boundary-weight`, "
+                  "`--crop-size`/`--image-size`; `benchmarks/results/parser_loss_terms.json`):", "",
+                  "| run | mean F1 | mean IoU | " + " | ".join(names) + " | epochs | training s |",
                   "|---|---|---|" + "---|" * len(names) + "---|---|"]
         for name, r in runs.items():
             q, t = r["quality"], r["training"]
             lines.append(f"| {name} | {q['mean_f1_no_background']:.3f} | {q['mean_iou']:.3f} | "
                          + " | ".join(f"{q['per_class_f1'][k]:.2f}" for k in names)
                          + f" | {t['epochs_done']} | {t['train_s']:.0f} |")
-        lines += ["", pair.get("note", ""), "", _meta_line(next(iter(runs.values()))), ""]
+        commits = sorted({r["metadata"]["commit"] for r in runs.values()})
+        lines += ["", terms.get("note", ""), "", _meta_line(next(iter(runs.values()))).rstrip("*").rstrip(".")
+                  + f"; the runs' commits: {', '.join(f'`{c}`' for c in commits)}.*", ""]
     ceiling = _load("parser_ceiling")
     if ceiling:
         lines += ["How far 0.80 is, measured without training (`python benchmarks/bench_parser_ceiling.py`, "
@@ -367,7 +368,7 @@ def json_only_section(lines):
     names = sorted(p.stem for p in (HERE / "results").glob("*.json") if p.stem != "gpu"  # gpu_section has it
                    if not p.stem.startswith("ytf68_keypoints")
                    and p.stem not in {"keypoint_speed", "synthetic_noses", "parser_ytf68", "parser_ceiling", "ytf68_variants",
-                                      "ytf68_levers", "parser_class_weight",
+                                      "ytf68_levers", "parser_loss_terms",
                                       "finetune", "onnx", "detection", "pretrained_split", "distributed",
                                       "label_floor"})
     if names:

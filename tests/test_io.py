@@ -111,12 +111,13 @@ def test_parsers_saved_before_heads_existed_load_with_the_heads_they_were_traine
     path = skkp.save(old, tmp_path / "old.skkp")
 
     def without_heads(doc):
-        del doc["params"]["heads"]
+        del doc["params"]["heads"], doc["params"]["boundary_weight"]
         return doc
 
     _rewrite(path, document=without_heads)
     again = skkp.load(path)
     assert again.heads == heads and again.head_stages_ == old.head_stages_
+    assert again.boundary_weight == 0.0  # trained, before the parameter existed, with the plain OHEM loss
     np.testing.assert_array_equal(again.predict(faces), old.predict(faces))
     np.testing.assert_array_equal(again.predict_proba(faces), old.predict_proba(faces))
     assert skkp.load(skkp.save(again, tmp_path / "new.skkp")).heads == heads

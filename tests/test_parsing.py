@@ -411,7 +411,7 @@ def test_heads_clone_and_get_params_round_trip():
     est = FaceParser(heads="study")
     assert est.get_params()["heads"] == "study" and clone(est).heads == "study"
     assert clone(est.set_params(heads=(1, 2))).get_params()["heads"] == (1, 2)
-    assert list(inspect.signature(FaceParser).parameters)[-2:] == ["amp", "heads"]  # appended: positions kept
+    assert list(inspect.signature(FaceParser).parameters)[-3:] == ["amp", "heads", "boundary_weight"]  # appended
 
 
 def test_heads_and_net_kwargs_head_stages(faces):
@@ -444,3 +444,16 @@ def test_parsers_pickled_before_heads_existed_keep_their_heads(faces):
     unfitted.__setstate__({k: v for k, v in FaceParser(net_kwargs={"module__head_stages": [1, 2, 3, 4]})
                            .__getstate__().items() if k != "heads"})
     assert unfitted.heads == "stride4"
+
+
+def test_boundary_weight_reaches_the_loss_and_is_checked_before_training(faces):
+    X, y = faces
+    default = FaceParser(**TINY).fit(X[:4], y[:4])
+    assert default.boundary_weight == 2.0 and default.net_.criterion_.loss.boundary_weight == 2.0
+    plain = FaceParser(**TINY, boundary_weight=0).fit(X[:4], y[:4])
+    assert plain.net_.criterion_.loss.boundary_weight == 0.0
+    assert not np.allclose(plain.history_[:, "train_loss"], default.history_[:, "train_loss"])
+    bad = FaceParser(**TINY, boundary_weight=-1.0)
+    with pytest.raises(ValueError, match="boundary_weight"):
+        bad.fit(X[:4], y[:4])
+    assert not hasattr(bad, "net_")
