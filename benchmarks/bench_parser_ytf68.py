@@ -201,7 +201,6 @@ def main(argv=None):
         freq = np.bincount(y_train.ravel(), minlength=len(CLASSES))[:len(CLASSES)] / y_train.size
         class_weight = 1.0 / np.sqrt(np.maximum(freq, 1e-6))
         class_weight = class_weight / class_weight.mean()
-    if class_weight is not None:
         probe = FaceParser(**params)
         net_kwargs["criterion__loss"] = OhemCrossEntropy(probe.ohem_thresh, probe.min_kept, IGNORE_INDEX,
                                                          boundary_weight=probe.boundary_weight,

@@ -84,10 +84,10 @@ class OhemCrossEntropy(nn.Module):
         """Labelled pixels with a differently labelled pixel among their 8 labelled neighbours."""
         if target.ndim != 3:
             raise ValueError(f"boundary_weight needs (B, H, W) targets; got shape {tuple(target.shape)}")
-        label = target.float()[:, None]
-        mask = valid[:, None]
-        highest = F.max_pool2d(torch.where(mask, label, -1.0), 3, stride=1, padding=1)
-        lowest = -F.max_pool2d(torch.where(mask, -label, -float(self.ignore_index) - 1e4), 3, stride=1, padding=1)
+        label, mask = target.float()[:, None], valid[:, None]
+        # the largest and the smallest labelled label around each pixel (unlabelled ones never win)
+        highest = F.max_pool2d(torch.where(mask, label, -math.inf), 3, stride=1, padding=1)
+        lowest = -F.max_pool2d(torch.where(mask, -label, -math.inf), 3, stride=1, padding=1)
         return valid & (highest != lowest)[:, 0]
 
     def forward(self, input, target):
@@ -104,22 +104,17 @@ class OhemCrossEntropy(nn.Module):
             k = min(int(self.min_kept), n_valid)
         else:
             k = int(math.ceil(self.min_kept * n_valid))
-        if self.weight is None and self.boundary_weight == 0:
-            if n_hard > k:
-                return torch.where(hard, pixel_loss, 0.0).sum() / n_hard
-            if k == 0:
-                return input.sum() * 0.0
-            ranked = torch.where(valid, pixel_loss, -1.0).flatten()  # ignored pixels are never among the k
-            return torch.topk(ranked, k, sorted=False).values.mean()
         if n_hard > k:
-            kept = hard
+            kept, n_kept = hard, n_hard
         elif k == 0:
             return input.sum() * 0.0
         else:
-            ranked = torch.where(valid, pixel_loss, -1.0).flatten()
+            ranked = torch.where(valid, pixel_loss, -1.0).flatten()  # ignored pixels are never among the k
             kept = torch.zeros_like(ranked, dtype=torch.bool)
             kept[torch.topk(ranked, k, sorted=False).indices] = True
-            kept = kept.view_as(valid)
+            kept, n_kept = kept.view_as(valid), k
+        if self.weight is None and not self.boundary_weight:
+            return torch.where(kept, pixel_loss, 0.0).sum() / n_kept
         w = torch.ones_like(pixel_loss) if self.weight is None else \
             self.weight.to(input.device, pixel_loss.dtype)[torch.where(valid, target, 0)]
         if self.boundary_weight:
