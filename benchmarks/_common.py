@@ -23,7 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-YTF68_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68"
+#: ytf68's folder: ``$SKKP_YTF68`` where set (e.g. a copy on another machine), else ../shared/data/ytf68.
+YTF68_DIR = Path(os.environ.get("SKKP_YTF68") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68")
 
 
 def parser(description):
@@ -88,7 +89,7 @@ def epochs_table(spec):
 
 def data_dir_or_none():
     """ytf68's folder (``$SKKP_YTF68`` or ../shared/data/ytf68), or None after saying it is absent."""
-    data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))
+    data_dir = YTF68_DIR
     if not (data_dir / "keypoints.csv").is_file():
         print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68 to its folder).")
         return None

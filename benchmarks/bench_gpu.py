@@ -21,6 +21,9 @@ the GPU machine from the repository root:
 ``--smoke`` runs tiny sizes on whatever device is there (on a CPU, "amp on" means bf16 autocast,
 which "auto" leaves off there); its numbers only show that the script works.
 """
+import cProfile
+import io
+import pstats
 import time
 
 import numpy as np
@@ -90,17 +93,18 @@ def bench_keypoints(arch, args, device, amp_on):
         peaks = {}
         for _ in range(args.repeats + 1):  # round 0 is a warm-up
             t, (_, model), peaks["fit"] = timed(
-                lambda: skkp_fit(images, y, arch, size, args.epochs, batch, lr, device=device, amp=amp), device)
+                lambda: skkp_fit(images, y, arch, size, args.keypoint_epochs, batch, lr, device=device, amp=amp), device)
             times["skkp_fit"].append(t)
             times["skkp_epochs"].append(float(np.sum(model.history_[:, "dur"])))
             t, _, peaks["predict"] = timed(lambda: model.predict(images), device)
             times["skkp_predict"].append(t)
             times["plain_predict_network"].append(plain_predict(model.net_.module_, X, batch, device, dtype))
             for cl in layouts:
-                t, _ = plain_loop(X, y_unit, arch, size, args.epochs, batch, lr, cl, device=device, amp_dtype=dtype)
+                t, _ = plain_loop(X, y_unit, arch, size, args.keypoint_epochs, batch, lr, cl, device=device,
+                                  amp_dtype=dtype)
                 times[f"plain_fit_channels_last={cl}"].append(t)
         out[label] = {"amp": amp, "autocast_dtype": str(dtype).replace("torch.", "") if dtype else None,
-                      **summarise(times, args.n_keypoints * args.epochs, args.n_keypoints, peaks,
+                      **summarise(times, args.n_keypoints * args.keypoint_epochs, args.n_keypoints, peaks,
                                   f"plain_fit_channels_last={layout}", layout)}
     out["amp_speedup"] = _speedups(out)
     return out
@@ -170,7 +174,8 @@ def main():
     p = parser(__doc__.splitlines()[0])
     p.set_defaults(repeats=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=2, help="FaceParser's epochs per fit")
+    p.add_argument("--keypoint-epochs", type=int, default=3, help="epochs per keypoint fit")
     p.add_argument("--architectures", default="mlp,cnn,inception,heatmap")
     p.add_argument("--n-keypoints", type=int, default=2048, help="training images per keypoint fit")
     p.add_argument("--keypoint-size", type=int, default=96)
@@ -183,9 +188,12 @@ def main():
     p.add_argument("--width", type=float, default=1.0, help="FaceParser channel multiplier")
     p.add_argument("--num-workers", type=int, default=4, help="FaceParser's DataLoader workers (and the plain loop's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; 1 with --smoke)")
+    p.add_argument("--profile", default=None, metavar="TXT",
+                   help="also write cProfile's top functions of one skkp fit (cnn, amp on) to this file")
     args = p.parse_args()
     if args.smoke:
         args.repeats, args.epochs, args.n_keypoints, args.keypoint_size, args.keypoint_batch = 1, 1, 16, 32, 8
+        args.keypoint_epochs = 1
         args.parser_sizes, args.n_faces, args.parser_batch, args.width, args.num_workers = "32,48", 8, 4, 0.125, 0
     set_threads(args)
     device = args.device
@@ -195,7 +203,8 @@ def main():
     amp_on = "auto" if resolve_amp("auto", device) is not None else "bf16"
     start = time.perf_counter()
     results = {"benchmark": "gpu", "meta": metadata(device),
-               "setup": {"device": device, "smoke": args.smoke, "epochs": args.epochs, "repeats": args.repeats,
+               "setup": {"device": device, "smoke": args.smoke, "epochs": args.epochs,
+                         "keypoint_epochs": args.keypoint_epochs, "repeats": args.repeats,
                          "statistic": "median over repeats after one warm-up round (runs interleaved)",
                          "amp_on": amp_on, "amp_on_dtype": str(resolve_amp(amp_on, device)).replace("torch.", ""),
                          "keypoints": {"n_images": args.n_keypoints, "image_size": args.keypoint_size,
@@ -204,8 +213,10 @@ def main():
                                     "heads": args.parser_heads,
                                     "head_stages": list(_stages_of_heads(args.parser_heads)),
                                     "num_workers": args.num_workers, "augment": False},
-                         "plain_loop": "benchmarks/_common.py plain_train: no read-back per batch (skorch reads "
-                                       "the loss once per batch, which skkp's fit includes)"},
+                         "plain_loop": "benchmarks/_common.py plain_train: no read-back per batch; the keypoint "
+                                       "loop does the default fit's work (recipe loss, decoupled L2 groups, the MLP's "
+                                       "input standardisation). skkp reads the batch losses back once per epoch on "
+                                       "a GPU (skkp._device.DeferredLossMixin)"},
                "keypoints": {}, "parser": {}}
     if device.startswith("cuda"):
         results["meta"].update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
@@ -222,7 +233,25 @@ def main():
                           "min_fit_ratio_skkp_vs_plain": min(e["fit_ratio_skkp_vs_plain"] for e in entries),
                           "target_ratio": 0.95, "target_met_by_epochs": epochs_ratio >= 0.95}
     results["wall_s"] = time.perf_counter() - start
+    if args.profile:
+        profile_fit(args, device, amp_on, args.profile)
     write_results(results, args.json)
+
+
+def profile_fit(args, device, amp, path):
+    """cProfile's 40 most expensive functions (cumulative) of one warm skkp fit of the cnn, to ``path``."""
+    size = args.keypoint_size
+    images, y = make_noses(args.n_keypoints, image_size=size, random_state=0)
+    skkp_fit(images, y, "cnn", size, 1, args.keypoint_batch, 1e-3, device=device, amp=amp)  # warm
+    prof = cProfile.Profile()
+    prof.enable()
+    skkp_fit(images, y, "cnn", size, args.keypoint_epochs, args.keypoint_batch, 1e-3, device=device, amp=amp)
+    synchronize(device)
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(40)
+    with open(path, "w") as f:
+        f.write(text.getvalue())
 
 
 def _line(res):

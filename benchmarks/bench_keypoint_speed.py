@@ -16,6 +16,7 @@ import torch
 from _common import add_threads_option, metadata, parser, plain_predict, plain_train, set_threads, write_results
 from skkp import NoseKeypointRegressor
 from skkp.datasets import make_noses
+from skkp._recipes import DecoupledL2Adam, l2_param_groups, recipe
 from skkp.losses import MaskedKeypointLoss
 from skkp.nets import build_keypoint_net
 
@@ -30,15 +31,24 @@ def network_inputs(images, y, size):
 def plain_loop(X, y, architecture, image_size, epochs, batch_size, lr, channels_last, seed=0, device="cpu",
                amp_dtype=None):
     """Train the network with a minimal PyTorch loop (:func:`_common.plain_train`) on ``device``;
-    returns seconds of training and the network."""
+    returns seconds of training and the network. The work is the default ``fit``'s: the
+    architecture's recipe loss (Wing for ``heatmap``, L1 for the others), the MLP's per-image
+    input standardisation, and Adam with the network's decoupled per-layer L2 groups."""
     torch.manual_seed(seed)
+    rec = recipe(architecture)
+    extra = {"standardise_input": rec["standardise_input"]} if architecture == "mlp" else {}
     net = build_keypoint_net(architecture, y.shape[1], image_size, n_features=image_size ** 2,
-                             channels_last=channels_last).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+                             channels_last=channels_last, **extra).to(device)
+    decayed = {name for name, _ in l2_param_groups(net)}
+    groups = [{"params": [p for n, p in net.named_parameters() if n not in decayed]}]
+    groups += [{"params": [p], **opts} for (n, opts), p in
+               ((g, dict(net.named_parameters())[g[0]]) for g in l2_param_groups(net))]
+    opt = DecoupledL2Adam(groups, lr=lr)
+    loss = MaskedKeypointLoss(kind=rec["loss"], px_per_unit=image_size / 2 if rec["loss"] == "wing" else None)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)),
                                          batch_size=batch_size, shuffle=True,
                                          pin_memory=str(device).startswith("cuda"))
-    return plain_train(net, MaskedKeypointLoss(), opt, loader, epochs, device, amp_dtype), net
+    return plain_train(net, loss.to(device), opt, loader, epochs, device, amp_dtype), net
 
 
 def skkp_fit(images, y, architecture, image_size, epochs, batch_size, lr, device="cpu", **params):

@@ -16,7 +16,6 @@ that shows how much the crop alignment alone gives.
 Run:  python benchmarks/bench_parser_ytf68.py --json benchmarks/results/parser_ytf68.json
 CI:   python benchmarks/bench_parser_ytf68.py --smoke
 """
-import os
 import sys
 import time
 from pathlib import Path
@@ -140,6 +139,7 @@ def main(argv=None):
     p.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25))
     p.add_argument("--max-epochs", type=int, default=None, help="fix the epochs instead of fitting the budget")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--num-workers", type=int, default=0, help="FaceParser.num_workers (augmentation workers)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train", type=int, default=None, help="subsample the training images (smoke: 64)")
     p.add_argument("--max-test", type=int, default=None, help="subsample the test images (smoke: 16)")
@@ -151,7 +151,7 @@ def main(argv=None):
     if args.width is None:
         args.width = 0.125 if args.smoke else 0.5
 
-    data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))
+    data_dir = YTF68_DIR
     if not (data_dir / "keypoints.csv").is_file():
         print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68)")
         return 0
@@ -177,7 +177,7 @@ def main(argv=None):
     params = dict(image_size=args.image_size, classes=CLASSES, width=args.width, batch_size=args.batch_size,
                   heads=tuple(args.head_stages),
                   lr=args.lr, warmup_steps=args.warmup_steps, scale_range=tuple(args.scale_range),
-                  device=args.device, random_state=args.seed,
+                  device=args.device, random_state=args.seed, num_workers=args.num_workers,
                   validation_fraction=0.0)  # train on every crop, as the committed results did; test set is held out
     if args.boundary_weight is not None:
         params["boundary_weight"] = args.boundary_weight

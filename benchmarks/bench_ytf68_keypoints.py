@@ -148,6 +148,8 @@ def main():
     p.add_argument("--duplicates", choices=["keep", "drop"], default="keep",
                    help="rows of images ytf68 labels twice with different points: keep (the standard protocol) or "
                         "drop them from training and test")
+    p.add_argument("--device", default="cpu", help="device of the architecture runs (e.g. cuda)")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for augmentation")
     add_threads_option(p)
     args = p.parse_args()
     set_threads(args)
@@ -168,12 +170,14 @@ def main():
                          "crop": "96x96 gray, margin 0.25, jitter 5% position / 10% scale",
                          "target": "iBUG 27-35 nose points", "budget_s": args.budget, "budget_clock": args.clock,
                          "split": "GroupShuffleSplit by person, test_size=0.2, random_state=0",
-                         "duplicates": args.duplicates}}
+                         "duplicates": args.duplicates, "device": args.device,
+                         "num_workers": args.num_workers}}
     results["mean_predictor"] = evaluate(y_te68, np.broadcast_to(y_tr.mean(0), (len(X_te), len(cols))), cols)
     print("mean predictor", results["mean_predictor"], flush=True)
     results["architectures"] = {}
     for arch in filter(None, args.architectures.split(",")):
-        params = dict(architecture=arch, max_epochs=epochs_for(args.epochs, arch), random_state=0, device="cpu")
+        params = dict(architecture=arch, max_epochs=epochs_for(args.epochs, arch), random_state=0, device=args.device,
+                      num_workers=args.num_workers)
         res = run_model(params, X_tr, y_tr, X_te, y_te68, cols, args.budget, args.repeats, args.clock)
         results["architectures"][arch] = res
         print(arch, {k: res[k] for k in ("mae_px", "nme", "failure_rate_0.10", "epochs", "stopped_by_budget",

@@ -5,7 +5,10 @@ parameter), pinned memory and non-blocking host-to-device copies.
 - :class:`AmpStepMixin` gives a skorch net class training, validation and evaluation steps
   that run the forward pass under autocast, compute the loss in float32, scale the
   gradients for float16 and copy batches to a CUDA device without blocking;
-- :func:`loader_options` are the DataLoader settings for a device (workers, pinned memory).
+- :func:`loader_options` are the DataLoader settings for a device (workers, pinned memory);
+- :class:`DeferredLossMixin` reads the batch losses back to the host once per epoch instead of
+  once per batch on accelerators (skorch's ``loss.item()`` makes the host wait for the GPU
+  after every batch).
 
 On the CPU with ``amp`` off (the default there) every step does exactly what skorch's own
 does, so results are bit-identical to skorch's steps.
@@ -14,7 +17,7 @@ import contextlib
 
 import numpy as np
 import torch
-from skorch.dataset import unpack_data
+from skorch.dataset import get_len, unpack_data
 from skorch.utils import TeeGenerator
 
 #: Autocast dtypes by the name ``amp`` takes.
@@ -213,3 +216,43 @@ class AmpStepMixin:
         with torch.set_grad_enabled(training):
             self._set_training(training)
             return self._forward_amp(Xi, self.amp_dtype())
+
+
+def defers_loss_reads(device):
+    """Whether training on ``device`` reads the batch losses back once per epoch
+    (:class:`DeferredLossMixin`): on every device but the CPU, where reading a loss costs no wait."""
+    return torch.device(str(device)).type != "cpu"
+
+
+class DeferredLossMixin:
+    """skorch's epoch loop (``run_single_epoch``) without a host-device synchronisation per batch.
+
+    skorch records each batch's loss with ``loss.item()``, which makes the host wait until the
+    GPU has finished that batch; the next batch's work is only queued after it, so the GPU idles
+    while Python prepares it. On devices where :func:`defers_loss_reads` is true, the batch's
+    ``<prefix>_loss`` is recorded as a detached 0-d device tensor, and at the end of the epoch's
+    loop all of them are read in one copy and replaced by floats, before any ``on_epoch_end``
+    callback runs, so epoch scores, logs and the saved history hold the same floats as skorch's
+    loop. Callbacks that read a batch loss in ``on_batch_end`` see the tensor (``float()`` of it
+    works, and waits). On the CPU the loop is skorch's own.
+    """
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if iterator is None or not defers_loss_reads(self.device):
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        key, rows, losses = prefix + "_loss", [], []
+        try:
+            for batch in iterator:
+                self.notify("on_batch_begin", batch=batch, training=training)
+                step = step_fn(batch, **fit_params)
+                losses.append(step["loss"].detach().reshape(()))
+                self.history.record_batch(key, losses[-1])
+                rows.append(self.history[-1]["batches"][-1])
+                self.history.record_batch(prefix + "_batch_size",
+                                          get_len(batch[0]) if isinstance(batch, (tuple, list)) else get_len(batch))
+                self.notify("on_batch_end", batch=batch, training=training, **step)
+        finally:  # also when interrupted: the history never keeps device tensors
+            if losses:  # one read for the epoch; float32 losses give the floats .item() gives
+                for row, value in zip(rows, torch.stack([v.float() for v in losses]).tolist()):
+                    row[key] = value
+        self.history.record(prefix + "_batch_count", len(rows))

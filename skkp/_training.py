@@ -34,7 +34,7 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._device import AmpStepMixin, autocast, loader_options, resolve_amp
+from ._device import AmpStepMixin, DeferredLossMixin, autocast, loader_options, resolve_amp
 from ._version import __version__
 
 #: Held while a network is initialised: weight initialisation draws from torch's
@@ -178,19 +178,33 @@ class FiniteLoss(Callback):
     weights), instead of training on and predicting NaN.
 
     It reads the number skorch has already copied to the host for the history (the batch's
-    ``train_loss``), so on a GPU it adds no synchronisation of its own."""
+    ``train_loss``), so it adds no synchronisation of its own. Where the losses are read back
+    once per epoch (on a GPU, :class:`skkp._device.DeferredLossMixin`), it checks them when the
+    epoch's loop ends, before the other callbacks' epoch-end hooks that come after it."""
 
     def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
         if not training or loss is None:
             return
         batches = net.history[-1]["batches"]
         value = batches[-1].get("train_loss") if batches else None
+        if torch.is_tensor(value):
+            return  # not read back yet: checked at the epoch's end
         if value is None:  # called outside skorch's loop, which records it first
             value = float(loss.detach())
         if not np.isfinite(value):
-            epoch, n_batch = len(net.history), len(batches)
-            raise ValueError(f"The training loss became {value} in epoch {epoch}, batch {n_batch}; the "
-                             f"network diverged. Lower lr (now {net.lr}) or check the inputs and targets.")
+            self._raise(net, value, len(batches))
+
+    def on_epoch_end(self, net, **kwargs):
+        batches = net.history[-1]["batches"] if len(net.history) else []
+        for i, row in enumerate(batches):
+            value = row.get("train_loss")
+            if value is not None and not np.isfinite(float(value)):
+                self._raise(net, value, i + 1)
+
+    @staticmethod
+    def _raise(net, value, n_batch):
+        raise ValueError(f"The training loss became {float(value)} in epoch {len(net.history)}, batch {n_batch}; the "
+                         f"network diverged. Lower lr (now {net.lr}) or check the inputs and targets.")
 
 
 def train(net, dataset, epochs=None):
@@ -265,14 +279,15 @@ def give_private_generators(net, seed):
             module.generator = torch.Generator(device=device).manual_seed(seed + 7919 * (i + 1))
 
 
-class SkkpNet(AmpStepMixin, NeuralNet):
+class SkkpNet(DeferredLossMixin, AmpStepMixin, NeuralNet):
     """skorch's ``NeuralNet`` with the ``amp`` parameter and non-blocking copies
-    (:class:`~skkp._device.AmpStepMixin`); :class:`skkp.FaceParser` trains one."""
+    (:class:`~skkp._device.AmpStepMixin`) and, on GPUs, one loss read-back per epoch
+    (:class:`~skkp._device.DeferredLossMixin`); :class:`skkp.FaceParser` trains one."""
 
 
-class SkkpNetRegressor(AmpStepMixin, NeuralNetRegressor):
-    """skorch's ``NeuralNetRegressor`` with the ``amp`` parameter and non-blocking copies;
-    :class:`skkp.NoseKeypointRegressor` trains one."""
+class SkkpNetRegressor(DeferredLossMixin, AmpStepMixin, NeuralNetRegressor):
+    """skorch's ``NeuralNetRegressor`` with the ``amp`` parameter, non-blocking copies and, on
+    GPUs, one loss read-back per epoch; :class:`skkp.NoseKeypointRegressor` trains one."""
 
 
 class TimeLeft(Callback):

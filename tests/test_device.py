@@ -43,6 +43,11 @@ def _output(est, X):
     return est.predict(X) if isinstance(est, NoseKeypointRegressor) else est.predict_proba(X)
 
 
+def _assert_same_weights(a, b):
+    sa, sb = a.net_.module_.state_dict(), b.net_.module_.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
 def _losses(est):
     return [(r["train_loss"], r["valid_loss"]) for r in est.history_]
 
@@ -197,11 +202,15 @@ def test_amp_round_trips_through_get_params_clone_pickle_and_skkp_save(case, tmp
     assert est.get_params()["amp"] == "bf16" and clone(est).amp == "bf16"
     assert est.net_.amp == "bf16"
     again = pickle.loads(pickle.dumps(est))
-    np.testing.assert_array_equal(_output(again, X), _output(est, X))
+    _assert_same_weights(again, est)
+    # the same weights under bf16 autocast: CPUs with native bf16 kernels (AMX) gave outputs that
+    # differ in bf16's last bits between two copies of one model, so closeness is at bf16's precision
+    np.testing.assert_allclose(_output(again, X), _output(est, X), rtol=2e-2, atol=2e-2)
     skkp.save(est, tmp_path / "m.skkp")
     loaded = skkp.load(tmp_path / "m.skkp")
     assert loaded.amp == "bf16" and loaded.net_.amp == "bf16"
-    np.testing.assert_allclose(_output(loaded, X), _output(est, X), atol=1e-6)
+    _assert_same_weights(loaded, est)
+    np.testing.assert_allclose(_output(loaded, X), _output(est, X), rtol=2e-2, atol=2e-2)
     for value in (True, False, "fp16", "auto"):
         skkp.save(make(amp=value), tmp_path / "u.skkp")
         back = skkp.load(tmp_path / "u.skkp").amp
@@ -322,6 +331,55 @@ def test_skkp_reads_nothing_back_per_batch_beyond_skorchs_loss(case, device):
     assert all("losses.py" in r for r in reads.get("train_batches", []) + reads.get("valid_batches", []))
     # the callbacks' epoch-end totals: a few reads per epoch, not per batch
     assert len(reads.get("between_batches", [])) <= 8 * len(est.history_), reads.get("between_batches")
+
+
+# ----------------------------------------------------------------------------- batch losses read once per epoch
+class _BatchLossTypes(Callback):
+    """What a callback sees as the batch's loss in on_batch_end, and a Ctrl-C after ``stop_at`` batches."""
+
+    def __init__(self, stop_at=None):
+        self.seen, self.stop_at = [], stop_at
+
+    def on_batch_end(self, net, training=None, **kwargs):
+        self.seen.append(type(net.history[-1]["batches"][-1][("train" if training else "valid") + "_loss"]))
+        if self.stop_at is not None and len(self.seen) == self.stop_at:
+            raise KeyboardInterrupt
+
+
+def _deferred(monkeypatch):
+    """Read the losses back once per epoch on the CPU too, as on a GPU."""
+    monkeypatch.setattr("skkp._device.defers_loss_reads", lambda device: True)
+
+
+def test_losses_read_once_per_epoch_give_skorchs_history_and_model(case, monkeypatch):
+    make, X, y = case
+    per_batch = make(validation_fraction=0.3).fit(X, y)
+    _deferred(monkeypatch)
+    spy = _BatchLossTypes()
+    deferred = make(validation_fraction=0.3, net_kwargs={"callbacks": [spy]}).fit(X, y)
+    assert set(spy.seen) == {torch.Tensor}  # not read back during the epoch
+    assert _losses(deferred) == _losses(per_batch)
+    for a, b in zip(deferred.history_, per_batch.history_):
+        assert a["batches"] == b["batches"]
+        assert all(type(v) is float for r in a["batches"] for k, v in r.items() if k.endswith("_loss"))
+    np.testing.assert_array_equal(_output(deferred, X), _output(per_batch, X))
+
+
+def test_losses_read_once_per_epoch_still_stop_a_diverged_fit_naming_the_batch(case, monkeypatch):
+    make, X, y = case
+    _deferred(monkeypatch)
+    with pytest.raises(ValueError, match=r"training loss became \S+ in epoch 1, batch \d+; the network diverged"):
+        make(lr=1e30, max_epochs=3).fit(X, y)
+
+
+def test_a_ctrl_c_mid_epoch_leaves_floats_in_the_history(case, monkeypatch):
+    make, X, y = case
+    _deferred(monkeypatch)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est = make(max_epochs=3, net_kwargs={"callbacks": [_BatchLossTypes(stop_at=2)]}).fit(X, y)
+    losses = [b["train_loss"] for r in est.history_ for b in r["batches"]]
+    assert len(losses) == 2 and all(type(v) is float and np.isfinite(v) for v in losses)
+    pickle.dumps(est)
 
 
 # ----------------------------------------------------------------------------- on a real GPU (skipped without one)
