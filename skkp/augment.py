@@ -193,6 +193,26 @@ def normalize_image(image):
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
+def normalize_images(images):
+    """:func:`normalize_image` for a torch batch, on the batch's device: uint8 (B, H, W, 3) ->
+    float32 (B, 3, H, W) (a channels-last view; ``.contiguous()`` gives the usual layout), with
+    the same operations in the same order, so the values are the same.
+
+    Examples
+    --------
+    >>> import torch
+    >>> rgb = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+    >>> out = normalize_images(torch.from_numpy(rgb))
+    >>> tuple(out.shape), bool(np.array_equal(out[1].numpy(), normalize_image(rgb[1])))
+    ((2, 3, 4, 5), True)
+    """
+    import torch
+
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=images.device)
+    return ((images.float() / 255.0 - mean) / std).permute(0, 3, 1, 2)
+
+
 def scale_crop_matrix(rng, shape, size, scale=(0.75, 2.0), flip=False):
     """Draw one affine matrix: optional mirror, random scale, random crop.
 
