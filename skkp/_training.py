@@ -300,6 +300,15 @@ class TimeLeft(Callback):
             net.history.record("time_left_s", round(float(np.mean(durations)) * (net.max_epochs - len(net.history)), 1))
 
 
+class BatchProgressBar(ProgressBar):
+    """skorch's progress bar, showing the batch losses as numbers where they are still device
+    tensors (on a GPU, :class:`skkp._device.DeferredLossMixin` reads them once per epoch): the
+    bar reads each one, a wait per batch that only a terminal with ``verbose`` pays."""
+
+    def _get_postfix_dict(self, net):
+        return {k: float(v) if torch.is_tensor(v) else v for k, v in super()._get_postfix_dict(net).items()}
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -315,7 +324,7 @@ def log_options(verbose):
     if not verbose:
         return [], {}
     if sys.stdout.isatty():
-        return [("time_left", TimeLeft()), ("progress_bar", ProgressBar())], {}
+        return [("time_left", TimeLeft()), ("progress_bar", BatchProgressBar())], {}
     return [("time_left", TimeLeft())], {"callbacks__print_log__sink": print_plain}
 
 

@@ -372,6 +372,24 @@ def test_losses_read_once_per_epoch_still_stop_a_diverged_fit_naming_the_batch(c
         make(lr=1e30, max_epochs=3).fit(X, y)
 
 
+def test_the_progress_bar_shows_losses_not_yet_read_back_as_numbers(monkeypatch):
+    from skkp._training import BatchProgressBar
+
+    make, data = CASES["keypoints"]
+    X, y = data()
+    _deferred(monkeypatch)
+    shown = []
+
+    class Spy(BatchProgressBar):
+        def _get_postfix_dict(self, net):
+            shown.append(super()._get_postfix_dict(net))
+            return shown[-1]
+
+    make(max_epochs=1, net_kwargs={"callbacks": [Spy()]}).fit(X, y)
+    assert shown and all(type(v) is float for d in shown for v in d.values())
+    assert any("train_loss" in d for d in shown)
+
+
 def test_a_ctrl_c_mid_epoch_leaves_floats_in_the_history(case, monkeypatch):
     make, X, y = case
     _deferred(monkeypatch)
