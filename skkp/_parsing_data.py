@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from .augment import normalize_image, random_parsing_transform, resize_stack
+from .augment import random_parsing_transform, resize_stack
 from .metrics import mean_iou
 from .schemas import IGNORE_INDEX
 
@@ -16,7 +16,11 @@ def to_network_frame(images, labels, size):
 
 
 class ParsingDataset(torch.utils.data.Dataset):
-    """Images (n, S, S, 3) uint8 and labels (n, S, S) uint8 -> normalised tensors.
+    """Images (n, S, S, 3) uint8 and labels (n, S, S) uint8 -> uint8 tensors (S, S, 3) and (S, S).
+
+    The network normalises the images on its device and the loss reads the labels as integers
+    (:class:`skkp.resnet.MultiHeadParsingNet`, :class:`skkp.losses.OhemCrossEntropy`), so
+    batches cross to the GPU as uint8 and the host does no float work per pixel.
 
     With ``augment``, sample ``i`` of epoch ``e`` is transformed with a generator
     seeded by ``(seed, e, i)``: reproducible, independent of the batch order.
@@ -38,7 +42,7 @@ class ParsingDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         image = self.images[i]
         if self.labels is None:
-            return torch.from_numpy(normalize_image(image)), torch.zeros((), dtype=torch.long)
+            return torch.from_numpy(np.ascontiguousarray(image)), torch.zeros((), dtype=torch.uint8)
         labels = self.labels[i]
         if self.augment:
             state = np.random.SeedSequence([self.seed, self.epoch, int(i)]).generate_state(1)
@@ -46,7 +50,8 @@ class ParsingDataset(torch.utils.data.Dataset):
             image, labels = random_parsing_transform(rng, image, labels, image.shape[0], lut=self.lut,
                                                      scale=self.scale, flip=True, jitter=0.5,
                                                      ignore_index=IGNORE_INDEX)
-        return torch.from_numpy(normalize_image(image)), torch.from_numpy(labels.astype(np.int64))
+            image = np.rint(np.clip(image, 0.0, 255.0)).astype(np.uint8)  # as a saved photo would hold it
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(labels))
 
 
 class ValidMeanIoU(Callback):

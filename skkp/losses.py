@@ -154,6 +154,7 @@ class MultiHeadLoss(nn.Module):
         self.loss = loss
 
     def forward(self, input, target):
+        target = target.long()  # uint8 label maps: converted once, not once per head
         if isinstance(input, (tuple, list)):
             total = self.loss(sum(input), target)
             for out in input:

@@ -13,7 +13,6 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ._device import host_to_device, loader_options, resolve_amp
 from ._parsing_data import ParsingDataset, ValidMeanIoU, to_network_frame
-from .augment import normalize_images
 from ._training import (EpochSetter, NeuralEstimatorMixin, SkkpNet, check_finite_output, draw_seed,
                         drop_last_for_batchnorm, epochs_done, loader_generators, log_options, merge_callbacks,
                         resolve_device, validation_split)
@@ -512,18 +511,14 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         """Yield ``(i0, logits)``: (B, C, S, S) float32 logits at the network resolution for images
         ``i0 .. i0 + B - 1``, checked finite. A plain loop, not a DataLoader, which would draw its
         seed from (and so advance) the caller's global torch generator. The resized images go to
-        the device as uint8 and are normalised there (:func:`skkp.augment.normalize_images`):
-        a quarter of the bytes to copy, and no float work per pixel on the host."""
+        the device as uint8, and the network normalises them there."""
         images, _ = to_network_frame(X, None, int(self.image_size))
         module, device, bs = self.net_.module_, self.net_.device, int(self.batch_size)
         module.eval()
         with torch.inference_mode():
             for start in range(0, len(images), bs):
-                raw = host_to_device(torch.from_numpy(np.ascontiguousarray(images[start:start + bs])), device)
-                # (B, 3, S, S) in channels_last strides, which a channels_last network keeps as they are
-                batch = normalize_images(raw)
-                if not getattr(module, "channels_last", False):
-                    batch = batch.contiguous()
+                # uint8 (B, S, S, 3): the network normalises it on its device
+                batch = host_to_device(torch.from_numpy(np.ascontiguousarray(images[start:start + bs])), device)
                 with self._inference_autocast():
                     logits = module(batch).float()
                 check_finite_output(logits, "logits", len(batch))

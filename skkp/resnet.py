@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: F401  (the docstring examples use it)
 
+from .augment import normalize_images
 from .nets import _ChannelsLastMixin
 
 __all__ = ["BasicBlock", "ResNet18Backbone", "ParsingHead", "MultiHeadParsingNet",
@@ -250,7 +251,16 @@ class MultiHeadParsingNet(_ChannelsLastMixin, nn.Module):
         self._set_layout(channels_last)
 
     def head_logits(self, x):
-        """The heads' logits, each (B, n_classes, H, W), in any mode (finest first)."""
+        """The heads' logits, each (B, n_classes, H, W), in any mode (finest first).
+
+        ``x`` is a normalised float batch (B, 3, H, W), or uint8 RGB (B, H, W, 3), which is
+        normalised first, on its device, as :func:`skkp.augment.normalize_image` does on the
+        host: FaceParser's batches travel to the GPU as uint8, a quarter of the bytes, and the
+        host does no float work per pixel."""
+        if x.dtype == torch.uint8:
+            x = normalize_images(x)  # channels-last strides: kept by a channels_last network
+            if not self.channels_last:
+                x = x.contiguous()
         size = x.shape[-2:]
         feats = self.backbone(self._layout(x))
         return tuple(upsample_bilinear(head(f), size) for head, f in zip(self.heads, feats))

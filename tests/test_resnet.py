@@ -148,3 +148,16 @@ def test_upsample_bilinear_matches_interpolate_with_gradients():
         (ours * g).sum().backward()
         (ref * g).sum().backward()
         torch.testing.assert_close(x1.grad, x2.grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_uint8_rgb_batches_are_normalised_by_the_network_as_on_the_host(channels_last):
+    import numpy as np
+
+    from skkp.augment import normalize_image
+
+    net = _seeded(3, lambda: MultiHeadParsingNet(n_classes=4, width=0.125, channels_last=channels_last)).eval()
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    host = torch.from_numpy(np.stack([normalize_image(im) for im in rgb]))
+    with torch.no_grad():
+        assert torch.equal(net(torch.from_numpy(rgb)), net(host))
