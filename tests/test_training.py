@@ -1,6 +1,8 @@
 """The shared skorch skeleton (skkp._training): every neural estimator gets all of it."""
+import contextlib
 import io
 import pickle
+import threading
 import warnings
 
 import numpy as np
@@ -263,12 +265,43 @@ class _DrawsMoreEachBuild(Callback):
         return super().initialize()
 
 
+@contextlib.contextmanager
+def _another_thread():
+    """An idle second Python thread for the duration (so fits check for foreign draws)."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        other.join()
+
+
 def test_initialisation_disturbed_by_other_draws_is_an_error_not_a_different_model(case):
     make, X, y = case
     spy = _DrawsMoreEachBuild()
-    with pytest.raises(RuntimeError, match="initialise the network reproducibly in 5 attempts"):
+    with _another_thread(), pytest.raises(RuntimeError, match="initialise the network reproducibly in 5 attempts"):
         make(random_state=1, net_kwargs={"callbacks": [spy]}).fit(X, y)
     assert spy.builds == 10  # five attempts of two builds each, every pair disagreeing
+
+
+def test_with_no_other_thread_the_network_is_built_once_into_the_same_model(case, monkeypatch):
+    make, X, y = case
+    with _another_thread():
+        checked = make(random_state=1).fit(X, y)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # as in a script: the main thread alone
+    builds = []
+
+    class CountBuilds(Callback):
+        def initialize(self):
+            builds.append(1)
+            return super().initialize()
+
+    once = make(random_state=1, net_kwargs={"callbacks": [CountBuilds()]}).fit(X, y)
+    assert len(builds) == 1
+    out = (lambda est: est.predict(X) if isinstance(est, NoseKeypointRegressor) else est.predict_proba(X))
+    np.testing.assert_array_equal(out(once), out(checked))
 
 
 @pytest.mark.usefixtures("one_torch_thread")
