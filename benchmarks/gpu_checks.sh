@@ -11,6 +11,10 @@
 # Wheels in .whl/ (e.g. skorch, where the machine lacks it) are installed to /tmp/site first.
 # Every result and log goes to $OUT (at most 8 files).
 set -u
+if ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "gpu_checks.sh needs a CUDA GPU; on a CPU run: python benchmarks/bench_gpu.py --smoke --device cpu"
+    exit 2
+fi
 OUT=${OUT:-/tmp/skkp-gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1

@@ -1,11 +1,13 @@
 """Every benchmark script runs in --smoke mode and writes valid JSON with metadata."""
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 #: bench_detection.py has its own smoke test, which also checks its numbers (tests/test_bench_detection.py)
@@ -24,6 +26,16 @@ def test_benchmark_smoke(script, tmp_path):
     result = json.loads(out.read_text())
     meta = result.get("meta") or result.get("metadata")
     assert meta and meta["versions"]["torch"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_gpu_checks_script_parses_and_refuses_without_a_gpu(tmp_path):
+    script = BENCH / "gpu_checks.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    proc = subprocess.run(["bash", str(script)], cwd=BENCH.parent, capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ["PATH"], "OUT": str(tmp_path)})
+    assert proc.returncode == 2 and "needs a CUDA GPU" in proc.stdout
+    assert not any(tmp_path.iterdir())  # nothing ran
 
 
 def test_committed_results_have_metadata():
