@@ -7,7 +7,7 @@ import torch
 from skorch.callbacks import Callback
 
 from ._frames import from_unit, rescale_points, to_unit  # noqa: F401  (re-exported: the names stay here)
-from .augment import random_affine, resize_stack, swap_pairs, warp_image, warp_points
+from .augment import random_affine, resize_stack, sample_rng, swap_pairs, warp_image, warp_points
 
 
 #: Augmentation used when ``augment=True``; a dict passed as ``augment`` overrides these keys.
@@ -222,7 +222,7 @@ class KeypointDataset(torch.utils.data.Dataset):
         if self.augment is None:
             return torch.from_numpy(x), torch.from_numpy(y)
         a = self.augment
-        rng = np.random.RandomState(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0])
+        rng = sample_rng(self.seed, self.epoch, i)
         size = x.shape[-1]
         M, flipped = random_affine(rng, size, a["rotation"], a["scale"], a["shift"],
                                    flip=a["flip"] and bool(self.flip_pairs))

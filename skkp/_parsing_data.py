@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from .augment import random_parsing_transform, resize_stack
+from .augment import random_parsing_transform, resize_stack, sample_rng
 from .metrics import mean_iou
 from .schemas import IGNORE_INDEX
 
@@ -45,11 +45,9 @@ class ParsingDataset(torch.utils.data.Dataset):
             return torch.from_numpy(np.ascontiguousarray(image)), torch.zeros((), dtype=torch.uint8)
         labels = self.labels[i]
         if self.augment:
-            state = np.random.SeedSequence([self.seed, self.epoch, int(i)]).generate_state(1)
-            rng = np.random.RandomState(state)
-            image, labels = random_parsing_transform(rng, image, labels, image.shape[0], lut=self.lut,
-                                                     scale=self.scale, flip=True, jitter=0.5,
-                                                     ignore_index=IGNORE_INDEX)
+            image, labels = random_parsing_transform(sample_rng(self.seed, self.epoch, i), image, labels,
+                                                     image.shape[0], lut=self.lut, scale=self.scale, flip=True,
+                                                     jitter=0.5, ignore_index=IGNORE_INDEX)
             image = np.rint(np.clip(image, 0.0, 255.0)).astype(np.uint8)  # as a saved photo would hold it
         return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(labels))
 

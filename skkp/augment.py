@@ -5,6 +5,8 @@ so geometry never drifts between them. Coordinates follow OpenCV: the centre of
 pixel ``(col, row)`` is at ``x = col, y = row``.
 """
 
+import threading
+
 import cv2
 import numpy as np
 
@@ -184,6 +186,33 @@ def flip_points(points, width, flip_pairs=()):
 #: ImageNet channel statistics (RGB, 0-1 scale), used to normalise network input.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+_THREAD_RNG = threading.local()
+
+
+def sample_rng(seed, epoch, index):
+    """The generator of one training sample's augmentation: ``np.random.RandomState`` seeded from
+    ``(seed, epoch, index)`` (one word of ``np.random.SeedSequence``), so a sample's draws depend
+    on nothing else (not the batch order, not the DataLoader worker).
+
+    It is this thread's one RandomState, seeded again: seeding takes about 1.5 us where making
+    a RandomState takes about 90 us, a third of augmenting a 96 px sample here, with the same
+    draws. Use it before the next call in the same thread.
+
+    Examples
+    --------
+    >>> a = sample_rng(0, 1, 2).uniform(size=3)
+    >>> b = sample_rng(0, 1, 2).uniform(size=3)
+    >>> bool((a == b).all()), bool((a == np.random.RandomState(
+    ...     np.random.SeedSequence([0, 1, 2]).generate_state(1)[0]).uniform(size=3)).all())
+    (True, True)
+    """
+    rng = getattr(_THREAD_RNG, "rng", None)
+    if rng is None:
+        rng = _THREAD_RNG.rng = np.random.RandomState()
+    rng.seed(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)[0])
+    return rng
 
 
 def normalize_image(image):
