@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from ._device import sample_epoch_index
 from ._frames import from_unit, rescale_points, to_unit  # noqa: F401  (re-exported: the names stay here)
 from .augment import random_affine, resize_stack, sample_rng, swap_pairs, warp_image, warp_points
 
@@ -217,12 +218,13 @@ class KeypointDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.X)
 
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        epoch, i = sample_epoch_index(key, len(self.X), self.epoch)
         x, y = self.X[i], self.y[i]
         if self.augment is None:
             return torch.from_numpy(x), torch.from_numpy(y)
         a = self.augment
-        rng = sample_rng(self.seed, self.epoch, i)
+        rng = sample_rng(self.seed, epoch, i)
         size = x.shape[-1]
         M, flipped = random_affine(rng, size, a["rotation"], a["scale"], a["shift"],
                                    flip=a["flip"] and bool(self.flip_pairs))

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from ._device import sample_epoch_index
 from .augment import random_parsing_transform, resize_stack, sample_rng
 from .metrics import mean_iou
 from .schemas import IGNORE_INDEX
@@ -39,13 +40,14 @@ class ParsingDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.images)
 
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        epoch, i = sample_epoch_index(key, len(self.images), self.epoch)
         image = self.images[i]
         if self.labels is None:
             return torch.from_numpy(np.ascontiguousarray(image)), torch.zeros((), dtype=torch.uint8)
         labels = self.labels[i]
         if self.augment:
-            image, labels = random_parsing_transform(sample_rng(self.seed, self.epoch, i), image, labels,
+            image, labels = random_parsing_transform(sample_rng(self.seed, epoch, i), image, labels,
                                                      image.shape[0], lut=self.lut, scale=self.scale, flip=True,
                                                      jitter=0.5, ignore_index=IGNORE_INDEX)
             image = np.rint(np.clip(image, 0.0, 255.0)).astype(np.uint8)  # as a saved photo would hold it

@@ -34,7 +34,7 @@ from skorch.callbacks import Callback, EarlyStopping, LRScheduler, ProgressBar
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._device import AmpStepMixin, DeferredLossMixin, autocast, loader_options, resolve_amp
+from ._device import AmpStepMixin, DeferredLossMixin, PersistentWorkersMixin, autocast, loader_options, resolve_amp
 from ._version import __version__
 
 #: Held while a network is initialised: weight initialisation draws from torch's
@@ -288,13 +288,13 @@ def give_private_generators(net, seed):
             module.generator = torch.Generator(device=device).manual_seed(seed + 7919 * (i + 1))
 
 
-class SkkpNet(DeferredLossMixin, AmpStepMixin, NeuralNet):
+class SkkpNet(DeferredLossMixin, PersistentWorkersMixin, AmpStepMixin, NeuralNet):
     """skorch's ``NeuralNet`` with the ``amp`` parameter and non-blocking copies
     (:class:`~skkp._device.AmpStepMixin`) and, on GPUs, one loss read-back per epoch
     (:class:`~skkp._device.DeferredLossMixin`); :class:`skkp.FaceParser` trains one."""
 
 
-class SkkpNetRegressor(DeferredLossMixin, AmpStepMixin, NeuralNetRegressor):
+class SkkpNetRegressor(DeferredLossMixin, PersistentWorkersMixin, AmpStepMixin, NeuralNetRegressor):
     """skorch's ``NeuralNetRegressor`` with the ``amp`` parameter, non-blocking copies and, on
     GPUs, one loss read-back per epoch; :class:`skkp.NoseKeypointRegressor` trains one."""
 

@@ -251,8 +251,10 @@ class DataParallel:
                              f"(each step needs at least 2 per process).")
 
         # this process's loader, log and validation, put back after training
+        # workers started anew each epoch: this order's plain indices do not tell persistent ones the epoch
         loader = {"iterator_train__batch_sampler": batches, "iterator_train__batch_size": 1,
-                  "iterator_train__shuffle": False, "iterator_train__drop_last": False}
+                  "iterator_train__shuffle": False, "iterator_train__drop_last": False,
+                  "iterator_train__persistent_workers": False}
         saved = {key: net.__dict__.get(key, _MISSING) for key in loader}
         saved_callbacks, saved_split = net.callbacks_, net.train_split
         callbacks = [(n, cb) for n, cb in net.callbacks_

@@ -236,8 +236,9 @@ def test_partial_fit_follows_a_changed_amp(case):
 
 # ----------------------------------------------------------------------------- loaders and copies
 def test_pinned_memory_only_on_cuda_and_workers_for_training():
-    assert loader_options("cpu", 2) == {"iterator_train__num_workers": 2, "iterator_train__persistent_workers": False,
+    assert loader_options("cpu", 2) == {"iterator_train__num_workers": 2, "iterator_train__persistent_workers": True,
                                         "iterator_train__pin_memory": False, "iterator_valid__pin_memory": False}
+    assert loader_options("cpu", 0)["iterator_train__persistent_workers"] is False  # (torch refuses it without workers)
     cuda = loader_options("cuda:0")
     assert cuda["iterator_train__pin_memory"] and cuda["iterator_valid__pin_memory"]
     t = torch.ones(2)
@@ -265,12 +266,29 @@ def test_parser_keeps_the_default_layout_on_the_cpu():
 @pytest.mark.skipif(sys.platform == "win32", reason="worker start-up is slow there; the rule is the same")
 def test_two_dataloader_workers_give_the_same_model_as_none(case):
     make, X, y = case
-    kwargs = dict(augment=True, max_epochs=2)
+    kwargs = dict(augment=True, max_epochs=3)
     serial = make(num_workers=0, **kwargs).fit(X, y)
     workers = make(num_workers=2, **kwargs).fit(X, y)
-    assert workers.net_.iterator_train__num_workers == 2
+    # the same workers all fit long: each epoch's augmentation and shuffle still as without workers
+    assert workers.net_.iterator_train__num_workers == 2 and workers.net_.iterator_train__persistent_workers
     np.testing.assert_array_equal(_output(workers, X), _output(serial, X))
     assert _losses(workers) == _losses(serial)
+
+
+def test_workers_persist_only_where_the_epoch_travels_with_the_indices(case):
+    make, X, y = case
+    net = make(num_workers=2, max_epochs=1).fit(X, y).net_
+    from skkp._device import EpochKeyedSampler
+    from skkp._keypoint_data import KeypointDataset
+
+    ds = KeypointDataset(np.zeros((8, 1, 4, 4), np.float32), np.zeros((8, 2), np.float32))
+    keyed = net.get_iterator(ds, training=True)
+    assert keyed.persistent_workers and isinstance(keyed.sampler, EpochKeyedSampler)
+    ds.epoch = 2
+    assert sorted(keyed.sampler) == [3 * 8 + i for i in range(8)]  # (epoch + 1) * n + index
+    plain = net.get_iterator(torch.utils.data.Subset(ds, range(4)), training=True)  # no epoch to key with
+    assert not plain.persistent_workers
+    assert not net.get_iterator(ds, training=False).persistent_workers
 
 
 # ----------------------------------------------------------------------------- host-device synchronisation
