@@ -91,19 +91,38 @@ class OhemCrossEntropy(nn.Module):
         return valid & (highest != lowest)[:, 0]
 
     def forward(self, input, target):
+        return self.forward_many([input], target)[0]
+
+    def forward_many(self, inputs, target):
+        """The loss of each logits tensor in ``inputs`` against the one ``target``; the pixel counts
+        that choose the kept pixels are read back to the host for all of them in one copy (on a
+        GPU each read waits for the queued work). Each value is what ``forward`` gives for it."""
         target = target.long()
-        pixel_loss = F.cross_entropy(input, target, ignore_index=self.ignore_index, reduction="none")
         # masks and sums instead of boolean indexing: the same values, without nonzero/gather passes
         valid = target != self.ignore_index
-        hard = valid & (pixel_loss > -math.log(self.thresh))
-        # both counts in one read: on a GPU each read to the host waits for the queued work
-        n_valid, n_hard = (int(n) for n in torch.stack([valid.sum(), hard.sum()]).tolist())
+        pixel_losses = [F.cross_entropy(x, target, ignore_index=self.ignore_index, reduction="none") for x in inputs]
+        hards = [valid & (loss > -math.log(self.thresh)) for loss in pixel_losses]
+        counts = [int(n) for n in torch.stack([valid.sum()] + [hard.sum() for hard in hards]).tolist()]
+        n_valid = counts[0]
         if n_valid == 0:
-            return input.sum() * 0.0
+            return [x.sum() * 0.0 for x in inputs]
         if isinstance(self.min_kept, numbers.Integral):
             k = min(int(self.min_kept), n_valid)
         else:
             k = int(math.ceil(self.min_kept * n_valid))
+        weight = None  # class and boundary weights depend on the target alone: made once
+        if self.weight is not None or self.boundary_weight:
+            weight = torch.ones_like(pixel_losses[0]) if self.weight is None else \
+                self.weight.to(target.device, pixel_losses[0].dtype)[torch.where(valid, target, 0)]
+            if self.boundary_weight:
+                weight = weight * (1.0 + self.boundary_weight * self._boundary(target, valid).to(weight.dtype))
+        return [self._kept_mean(x, loss, valid, hard, n_hard, k, weight)
+                for x, loss, hard, n_hard in zip(inputs, pixel_losses, hards, counts[1:])]
+
+    @staticmethod
+    def _kept_mean(input, pixel_loss, valid, hard, n_hard, k, weight):
+        """The (weighted) mean loss over the hard pixels, or over the ``k`` largest losses when
+        fewer than ``k`` pixels are hard."""
         if n_hard > k:
             kept, n_kept = hard, n_hard
         elif k == 0:
@@ -113,13 +132,9 @@ class OhemCrossEntropy(nn.Module):
             kept = torch.zeros_like(ranked, dtype=torch.bool)
             kept[torch.topk(ranked, k, sorted=False).indices] = True
             kept, n_kept = kept.view_as(valid), k
-        if self.weight is None and not self.boundary_weight:
+        if weight is None:
             return torch.where(kept, pixel_loss, 0.0).sum() / n_kept
-        w = torch.ones_like(pixel_loss) if self.weight is None else \
-            self.weight.to(input.device, pixel_loss.dtype)[torch.where(valid, target, 0)]
-        if self.boundary_weight:
-            w = w * (1.0 + self.boundary_weight * self._boundary(target, valid).to(w.dtype))
-        w = torch.where(kept, w, 0.0)
+        w = torch.where(kept, weight, 0.0)
         return (w * pixel_loss).sum() / w.sum()
 
     def extra_repr(self):
@@ -156,9 +171,13 @@ class MultiHeadLoss(nn.Module):
     def forward(self, input, target):
         target = target.long()  # uint8 label maps: converted once, not once per head
         if isinstance(input, (tuple, list)):
-            total = self.loss(sum(input), target)
-            for out in input:
-                total = total + self.loss(out, target)
+            outputs = [sum(input), *input]
+            # a loss that scores several outputs at once (OhemCrossEntropy: one read back for all)
+            losses = self.loss.forward_many(outputs, target) if hasattr(self.loss, "forward_many") else \
+                [self.loss(out, target) for out in outputs]
+            total = losses[0]
+            for loss in losses[1:]:
+                total = total + loss
             return total
         return self.loss(input, target)
 

@@ -7,6 +7,7 @@ from torch.nn import functional as F
 
 from skkp.losses import MaskedKeypointLoss, MultiHeadLoss, OhemCrossEntropy, gaussian_js_divergence
 from skkp.nets import HeatmapKeypointNet, soft_argmax
+from skkp.schemas import IGNORE_INDEX
 
 THR = -math.log(0.7)
 
@@ -264,3 +265,25 @@ def test_ohem_bad_boundary_weight(value):
 def test_ohem_boundary_weight_needs_images():
     with pytest.raises(ValueError, match="boundary_weight needs"):
         OhemCrossEntropy(boundary_weight=1.0)(torch.randn(4, 3), torch.tensor([0, 1, 2, 1]))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"min_kept": 0.5}, {"weight": [1.0, 2.0, 0.5], "boundary_weight": 2.0},
+                                    {"min_kept": 0}])
+def test_ohem_scores_several_outputs_as_one_at_a_time(kwargs):
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 3, (2, 6, 6), generator=g)
+    target[0, :2] = IGNORE_INDEX
+    outputs = [torch.randn(2, 3, 6, 6, generator=g) for _ in range(3)]
+    loss = OhemCrossEntropy(**kwargs)
+    together = loss.forward_many(outputs, target)
+    assert [float(v) for v in together] == [float(loss(o, target)) for o in outputs]
+    ignored = torch.full_like(target, IGNORE_INDEX)
+    assert [float(v) for v in loss.forward_many(outputs, ignored)] == [0.0, 0.0, 0.0]
+
+
+def test_multi_head_loss_takes_losses_without_forward_many():
+    heads = tuple(torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(i)) for i in range(2))
+    target = torch.randint(0, 3, (1, 4, 4), generator=torch.Generator().manual_seed(9)).to(torch.uint8)
+    ce = torch.nn.CrossEntropyLoss()
+    expected = ce(heads[0] + heads[1], target.long()) + ce(heads[0], target.long()) + ce(heads[1], target.long())
+    assert torch.equal(MultiHeadLoss(ce)(heads, target), expected)
