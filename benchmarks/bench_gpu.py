@@ -114,7 +114,7 @@ def plain_parser_fit(images, labels, size, width, epochs, batch, lr, device, dty
                      heads="stride4"):
     """FaceParser's training done by hand: the same network (same ``heads``), OHEM loss on every head
     and the sum, SGD with the warm-up/poly schedule stepped per batch, the same dataset and loader
-    settings."""
+    settings (workers kept for all epochs, as FaceParser keeps them)."""
     torch.manual_seed(0)
     net = MultiHeadParsingNet(n_classes=19, width=width, head_stages=_stages_of_heads(heads),
                               channels_last=channels_last).to(device)
@@ -124,8 +124,8 @@ def plain_parser_fit(images, labels, size, width, epochs, batch, lr, device, dty
     n_batches = len(images) // batch if drop_last else -(-len(images) // batch)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, WarmupPolyLR(epochs * n_batches, min(100, epochs * n_batches // 2)))
     loader = torch.utils.data.DataLoader(ParsingDataset(images, labels), batch_size=batch, shuffle=True,
-                                         num_workers=workers, pin_memory=str(device).startswith("cuda"),
-                                         drop_last=drop_last)
+                                         num_workers=workers, persistent_workers=workers > 0,
+                                         pin_memory=str(device).startswith("cuda"), drop_last=drop_last)
     return plain_train(net, loss, opt, loader, epochs, device, dtype, scheduler=schedule)
 
 
