@@ -89,7 +89,7 @@ def epochs_table(spec):
 
 def data_dir_or_none():
     """ytf68's folder (``$SKKP_YTF68`` or ../shared/data/ytf68), or None after saying it is absent."""
-    data_dir = YTF68_DIR
+    data_dir = Path(os.environ.get("SKKP_YTF68") or YTF68_DIR)  # read at call time (tests set it)
     if not (data_dir / "keypoints.csv").is_file():
         print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68 to its folder).")
         return None

@@ -16,6 +16,7 @@ that shows how much the crop alignment alone gives.
 Run:  python benchmarks/bench_parser_ytf68.py --json benchmarks/results/parser_ytf68.json
 CI:   python benchmarks/bench_parser_ytf68.py --smoke
 """
+import os
 import sys
 import time
 from pathlib import Path
@@ -151,7 +152,7 @@ def main(argv=None):
     if args.width is None:
         args.width = 0.125 if args.smoke else 0.5
 
-    data_dir = YTF68_DIR
+    data_dir = Path(os.environ.get("SKKP_YTF68") or YTF68_DIR)
     if not (data_dir / "keypoints.csv").is_file():
         print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68)")
         return 0
