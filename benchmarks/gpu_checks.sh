@@ -9,7 +9,10 @@
 #   OUT=/tmp/gpu SKKP_YTF68=/path/to/ytf68 bash benchmarks/gpu_checks.sh
 #
 # Wheels in .whl/ (e.g. skorch, where the machine lacks it) are installed to /tmp/site first.
-# Every result and log goes to $OUT (at most 8 files).
+# Every result and log goes to $OUT (at most 8 files). To run it on a lent machine whose copy of the
+# repository has no ../shared beside it: `cp -r ../shared/data/ytf68 .ytf68` (32 MB) and
+# `pip download --no-deps skorch==1.4.0 -d .whl`, both kept out of git (.git/info/exclude), and send
+# both folders with the working tree.
 set -u
 if ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "gpu_checks.sh needs a CUDA GPU; on a CPU run: python benchmarks/bench_gpu.py --smoke --device cpu"
