@@ -24,7 +24,6 @@ of the same faces (e.g. FaceParser predictions).
 Run:  python benchmarks/bench_edges_ytf68.py --json benchmarks/results/edges_ytf68.json
 CI:   python benchmarks/bench_edges_ytf68.py --smoke
 """
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +32,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import YTF68_DIR, metadata, parser, timeit, write_results  # noqa: E402
+from _common import data_dir_or_none, metadata, parser, timeit, write_results  # noqa: E402
 
 from skkp.datasets import landmarks_to_mask, load_landmarks_csv  # noqa: E402
 from skkp.edges import mask_edge_keypoints  # noqa: E402
@@ -117,9 +116,8 @@ def _subset_csv(csv_path, n_rows, folder):
 def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     args = p.parse_args(argv)
-    data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))
-    if not (data_dir / "keypoints.csv").is_file():
-        print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68 to its folder).")
+    data_dir = data_dir_or_none()
+    if data_dir is None:
         return 0
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,11 +39,9 @@ def plain_loop(X, y, architecture, image_size, epochs, batch_size, lr, channels_
     extra = {"standardise_input": rec["standardise_input"]} if architecture == "mlp" else {}
     net = build_keypoint_net(architecture, y.shape[1], image_size, n_features=image_size ** 2,
                              channels_last=channels_last, **extra).to(device)
-    decayed = {name for name, _ in l2_param_groups(net)}
-    groups = [{"params": [p for n, p in net.named_parameters() if n not in decayed]}]
-    groups += [{"params": [p], **opts} for (n, opts), p in
-               ((g, dict(net.named_parameters())[g[0]]) for g in l2_param_groups(net))]
-    opt = DecoupledL2Adam(groups, lr=lr)
+    params, decayed = dict(net.named_parameters()), dict(l2_param_groups(net))
+    opt = DecoupledL2Adam([{"params": [p for n, p in params.items() if n not in decayed]}]
+                          + [{"params": [params[n]], **opts} for n, opts in decayed.items()], lr=lr)
     loss = MaskedKeypointLoss(kind=rec["loss"], px_per_unit=image_size / 2 if rec["loss"] == "wing" else None)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y)),
                                          batch_size=batch_size, shuffle=True,

@@ -14,7 +14,6 @@ Both use the crops of bench_parser_ytf68.py (128 px, margin 0.25, all 3240 faces
 Run:  python benchmarks/bench_parser_ceiling.py --json benchmarks/results/parser_ceiling.json
 CI:   python benchmarks/bench_parser_ceiling.py --smoke
 """
-import os
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import YTF68_DIR, metadata, parser, write_results  # noqa: E402
+from _common import data_dir_or_none, metadata, parser, write_results  # noqa: E402
 from bench_parser_ytf68 import CLASSES, load_crops  # noqa: E402
 
 from skkp.datasets import landmarks_to_masks  # noqa: E402
@@ -53,9 +52,8 @@ def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    data_dir = Path(os.environ.get("SKKP_YTF68", YTF68_DIR))
-    if not (data_dir / "keypoints.csv").is_file():
-        print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68)")
+    data_dir = data_dir_or_none()
+    if data_dir is None:
         return 0
     _, masks, _, landmarks = load_crops(data_dir, 128, 0.25, n_rows=32 if args.smoke else None)
     if args.smoke:  # the first 32 faces (the read may hold a few more, the rest of the last person)

@@ -16,7 +16,6 @@ that shows how much the crop alignment alone gives.
 Run:  python benchmarks/bench_parser_ytf68.py --json benchmarks/results/parser_ytf68.json
 CI:   python benchmarks/bench_parser_ytf68.py --smoke
 """
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from skorch.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (YTF68_DIR, add_threads_option, metadata, parser, set_threads, timeit,  # noqa: E402
+from _common import (add_threads_option, data_dir_or_none, metadata, parser, set_threads, timeit,  # noqa: E402
                      write_results, ytf68_csv)
 from bench_edges_ytf68 import edge_errors  # noqa: E402
 
@@ -152,9 +151,8 @@ def main(argv=None):
     if args.width is None:
         args.width = 0.125 if args.smoke else 0.5
 
-    data_dir = Path(os.environ.get("SKKP_YTF68") or YTF68_DIR)
-    if not (data_dir / "keypoints.csv").is_file():
-        print(f"ytf68 not found at {data_dir}; skipping (set SKKP_YTF68)")
+    data_dir = data_dir_or_none()
+    if data_dir is None:
         return 0
     budget_s = 60.0 * (args.budget_min if args.budget_min is not None else (2.0 if args.smoke else 20.0))
 
