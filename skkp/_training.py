@@ -235,7 +235,10 @@ def epochs_done(history):
 def check_finite_output(out, what, n_images):
     """Raise ``ValueError`` when a network output (a tensor or an array) holds NaN or
     infinity: a diverged or broken model must not return silent garbage."""
-    finite = torch.isfinite(out).all() if torch.is_tensor(out) else np.isfinite(out).all()
+    # The sum is finite exactly when every value is (NaN or infinity propagate), barring an overflow
+    # of the sum itself, which only values near 1e38 can cause; one reduction instead of a boolean
+    # tensor as large as the output (FaceParser's logits: 0.24 s against 0.01 s per 16 x 19 x 448 x 448)
+    finite = torch.isfinite(out.sum()) if torch.is_tensor(out) else np.isfinite(out.sum())
     if not bool(finite):
         raise ValueError(f"The network produced NaN or infinite {what} for some of these {n_images} images: "
                          f"the model is broken (e.g. it diverged in training). Refit it, with a lower lr.")

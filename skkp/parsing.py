@@ -525,16 +525,21 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
                 yield start, logits
 
     def _input_frame_chunks(self, X):
-        """Yield ``(i, rows, logits)``: (C, r, W) logits of image ``i`` at the input resolution, a
-        band of output rows at a time, so memory stays bounded by the output plus a constant
-        (about 16 MB of float32 per band) whatever the image size."""
+        """Yield ``(start, n, chunks)`` per network batch of images ``start .. start + n - 1``;
+        ``chunks`` yields ``(j, rows, logits)``: (C, r, W) logits of image ``start + j`` at the input
+        resolution, a band of output rows at a time, so memory stays bounded by the output plus a
+        constant (about 16 MB of float32 per band) whatever the image size."""
         h, w = X.shape[1:3]
         band = max(1, _BAND_ELEMENTS // (self.n_classes_ * w))
-        for start, logits in self._network_logits(X):
+
+        def chunks(logits):
             for j, image_logits in enumerate(logits):
                 for r0 in range(0, h, band):
                     rows = slice(r0, min(r0 + band, h))
-                    yield start + j, rows, upsample_bilinear(image_logits, (h, w), rows=rows)  # the heads' resize
+                    yield j, rows, upsample_bilinear(image_logits, (h, w), rows=rows)  # the heads' resize
+
+        for start, logits in self._network_logits(X):
+            yield start, len(logits), chunks(logits)
 
     def predict_proba(self, X):
         """Class probabilities per pixel.
@@ -553,8 +558,9 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = check_parsing_X(X)
         out = np.empty((X.shape[0], self.n_classes_) + X.shape[1:3], dtype=np.float32)
-        for i, rows, logits in self._input_frame_chunks(X):
-            out[i, :, rows] = torch.softmax(logits, dim=0).cpu().numpy()
+        for start, _, chunks in self._input_frame_chunks(X):
+            for j, rows, logits in chunks:
+                out[start + j, :, rows] = torch.softmax(logits, dim=0).cpu().numpy()
         return out
 
     def predict(self, X):
@@ -574,8 +580,12 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = check_parsing_X(X)
         out = np.empty(X.shape[:3], dtype=np.uint8)
-        for i, rows, logits in self._input_frame_chunks(X):
-            out[i, rows] = logits.argmax(dim=0).to(torch.uint8).cpu().numpy()
+        for start, n, chunks in self._input_frame_chunks(X):
+            labels = torch.empty((n,) + X.shape[1:3], dtype=torch.uint8, device=self.net_.device)
+            for j, rows, logits in chunks:
+                # max(...).indices is argmax (the first largest class), 3.5x faster on the CPU
+                labels[j, rows] = logits.max(dim=0).indices
+            out[start:start + n] = labels.cpu().numpy()  # one copy back (on a GPU, one wait) per batch
         return out
 
     def transform(self, X):

@@ -150,6 +150,28 @@ def test_upsample_bilinear_matches_interpolate_with_gradients():
         torch.testing.assert_close(x1.grad, x2.grad, atol=1e-4, rtol=1e-4)
 
 
+def test_upsample_sum_equals_the_sum_of_interpolations_with_gradients():
+    from torch.nn import functional as F
+
+    from skkp.resnet import upsample_sum
+
+    gen = torch.Generator().manual_seed(0)
+    size = (50, 70)
+    # four strides and one term already at the output size; one channels-last term
+    shapes = [(13, 18), (7, 9), (4, 5), (2, 3), size]
+    xs = [torch.randn(2, 3, *s, generator=gen, requires_grad=True) for s in shapes]
+    xs[1] = xs[1].detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    refs = [x.detach().clone().requires_grad_(True) for x in xs]
+    g = torch.randn(2, 3, *size, generator=gen)
+    ours = upsample_sum(xs, size)
+    ref = sum(F.interpolate(x, size=size, mode="bilinear", align_corners=False) for x in refs)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    (ours * g).sum().backward()
+    (ref * g).sum().backward()
+    for x, r in zip(xs, refs):
+        torch.testing.assert_close(x.grad, r.grad, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_uint8_rgb_batches_are_normalised_by_the_network_as_on_the_host(channels_last):
     import numpy as np

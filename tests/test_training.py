@@ -373,3 +373,19 @@ def test_verbose_log_off_a_terminal_is_plain_lines_with_time_left(case, capsys):
     make(random_state=0, verbose=1).fit(X, y)
     out = capsys.readouterr().out
     assert "time_left_s" in out and "\x1b[" not in out and "\r" not in out
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), "both"])
+@pytest.mark.parametrize("kind", ["tensor", "array"])
+def test_check_finite_output_catches_one_bad_value(bad, kind):
+    from skkp._training import check_finite_output
+
+    out = torch.linspace(-1e30, 1e30, 4000).reshape(2, 2000)  # large finite values pass
+    check_finite_output(out if kind == "tensor" else out.numpy(), "logits", 2)
+    broken = out.clone()
+    if bad == "both":  # +inf and -inf, whose sum is NaN
+        broken[0, 5], broken[1, 7] = float("inf"), -float("inf")
+    else:
+        broken[1, 1234] = bad
+    with pytest.raises(ValueError, match="NaN or infinite logits for some of these 2 images"):
+        check_finite_output(broken if kind == "tensor" else broken.numpy(), "logits", 2)
