@@ -35,7 +35,8 @@ from skkp.datasets import crop_faces, landmarks_to_masks, load_landmarks_csv  # 
 from skkp.losses import OhemCrossEntropy  # noqa: E402
 from skkp.metrics import parsing_report  # noqa: E402
 from skkp.parsing import FaceParser  # noqa: E402
-from skkp.schemas import IGNORE_INDEX  # noqa: E402
+from skkp.io import save  # noqa: E402
+from skkp.schemas import IGNORE_INDEX, flip_lut  # noqa: E402
 
 #: The classes landmark masks can hold, in CelebAMask-HQ's order.
 CLASSES = ("background", "skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
@@ -143,6 +144,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train", type=int, default=None, help="subsample the training images (smoke: 64)")
     p.add_argument("--max-test", type=int, default=None, help="subsample the test images (smoke: 16)")
+    p.add_argument("--save", default=None, help="also save the fitted parser there (skkp.save)")
     add_threads_option(p)
     args = p.parse_args(argv)
     set_threads(args)
@@ -209,8 +211,17 @@ def main(argv=None):
     est.fit(X_train, y_train)
     train_s = time.perf_counter() - t0
 
+    if args.save:  # without the budget callback, which is no parameter the safe format holds
+        save(est.set_params(net_kwargs=None), args.save)
     pred = est.predict(X_test)
     report = parsing_report(y_test, pred, list(CLASSES))
+    # test-time flip: the mean of the class probabilities of each crop and of its mirror image
+    # (mirrored back, left/right classes swapped), argmax
+    swap = flip_lut(list(CLASSES))[:len(CLASSES)]
+    flip_pred = np.concatenate([
+        (est.predict_proba(X_test[i:i + 64]) + est.predict_proba(X_test[i:i + 64, :, ::-1])[:, swap, :, ::-1])
+        .argmax(1) for i in range(0, len(X_test), 64)])
+    flip_report = parsing_report(y_test, flip_pred, list(CLASSES))
     prior = np.apply_along_axis(lambda v: np.bincount(v, minlength=len(CLASSES)).argmax(), 0,
                                 y_train.reshape(len(y_train), -1)).reshape(y_train.shape[1:])
     baseline = parsing_report(y_test, np.broadcast_to(prior, y_test.shape), list(CLASSES))
@@ -259,6 +270,8 @@ def main(argv=None):
                     "per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()},
                     "target_mean_f1": TARGET_MEAN_F1, "target_met": bool(report["mean_f1"] >= TARGET_MEAN_F1),
                     "head_alone_mean_f1": head_f1,
+                    "flip_test": {"mean_f1_no_background": flip_report["mean_f1"], "mean_iou": flip_report["mean_iou"],
+                                  "per_class_f1": {k: v["f1"] for k, v in flip_report["per_class"].items()}},
                     "prior_baseline_mean_f1": baseline["mean_f1"], "prior_baseline_mean_iou": baseline["mean_iou"]},
         "edge_points_held_out": {"from_face_parser_predictions": edges_pred,
                                  "from_landmark_masks": edges_truth},
