@@ -234,6 +234,12 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         measured mean F1 0.638 and 0.623 against 0.623 and 0.608 for 0
         (docs/benchmarks.md). Files saved before this parameter existed load
         with 0, the loss they were trained with.
+    flip_test : bool, default=False
+        Test-time flip: ``predict``, ``predict_proba``, ``transform`` and ``score`` average
+        the network's logits of each image and of its mirror image (mirrored back, ``l_x``
+        and ``r_x`` classes swapped), for twice the inference time. Read at call time, so
+        ``set_params(flip_test=True)`` on a fitted parser applies to its next predictions;
+        training does not use it (it has the flip augmentation).
 
     Attributes
     ----------
@@ -290,13 +296,14 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         "checkpoint": [str, os.PathLike, None],
         "amp": [StrOptions({"auto", "bf16", "fp16"}), "boolean"],
         "heads": [StrOptions(set(_HEADS)), tuple, list],
+        "flip_test": ["boolean"],
     }
 
     def __init__(self, image_size=448, classes=None, width=1.0, max_epochs=30, batch_size=16, lr=1e-2,
                  warmup_steps=100, ohem_thresh=0.7, min_kept=1 / 16, augment=True, scale_range=(0.75, 2.0),
                  validation_fraction=0.1, backbone_weights=None, num_workers=0, device="auto", random_state=None,
                  verbose=0, net_kwargs=None, warm_start=False, checkpoint=None, amp="auto", heads="stride4",
-                 boundary_weight=2.0):
+                 boundary_weight=2.0, flip_test=False):
         self.image_size = image_size
         self.classes = classes
         self.width = width
@@ -307,6 +314,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         self.ohem_thresh = ohem_thresh
         self.min_kept = min_kept
         self.boundary_weight = boundary_weight
+        self.flip_test = flip_test
         self.augment = augment
         self.scale_range = scale_range
         self.validation_fraction = validation_fraction
@@ -326,6 +334,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             net = state.get("net_")
             state["heads"] = (_heads_of_older_parsers(state.get("net_kwargs")) if net is None else
                               _heads_named(getattr(net.module_.backbone, "stages", (2, 3, 4))))
+        state.setdefault("flip_test", False)  # pickled before the option existed
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ checks
@@ -511,7 +520,9 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         """Yield ``(i0, logits)``: (B, C, S, S) float32 logits at the network resolution for images
         ``i0 .. i0 + B - 1``, checked finite. A plain loop, not a DataLoader, which would draw its
         seed from (and so advance) the caller's global torch generator. The resized images go to
-        the device as uint8, and the network normalises them there."""
+        the device as uint8, and the network normalises them there. With ``flip_test`` the logits
+        are the mean of each image's and its mirror image's."""
+        swap = self._flip_test_classes(self.net_.device)
         images, _ = to_network_frame(X, None, int(self.image_size))
         module, device, bs = self.net_.module_, self.net_.device, int(self.batch_size)
         module.eval()
@@ -521,8 +532,20 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
                 batch = host_to_device(torch.from_numpy(np.ascontiguousarray(images[start:start + bs])), device)
                 with self._inference_autocast():
                     logits = module(batch).float()
+                    if swap is not None:  # the mirror image's logits, mirrored back, l_/r_ classes swapped
+                        mirrored = module(batch.flip(2)).float()
+                        logits = (logits + mirrored[:, swap].flip(-1)) / 2
                 check_finite_output(logits, "logits", len(batch))
                 yield start, logits
+
+    def _flip_test_classes(self, device="cpu"):
+        """None without ``flip_test``; else the class order that turns a mirror image's logits into
+        the image's (l_x <-> r_x), an int64 tensor on ``device``."""
+        if not isinstance(self.flip_test, (bool, np.bool_)):
+            raise TypeError(f"flip_test must be True or False, got {self.flip_test!r}.")
+        if not self.flip_test:
+            return None
+        return torch.as_tensor(flip_lut(self.class_names_)[:self.n_classes_].astype(np.int64), device=device)
 
     def _input_frame_chunks(self, X):
         """Yield ``(start, n, chunks)`` per network batch of images ``start .. start + n - 1``;
