@@ -231,20 +231,15 @@ def _wrappers(torch):
         """uint8 RGB (B, S, S, 3) -> ImageNet-normalised (B, 3, S, S) -> the parser's logits,
         in the order of operations of :func:`skkp.augment.normalize_image`."""
 
-        def __init__(self, net, swap=None):
+        def __init__(self, net):
             super().__init__()
             self.net = net
             self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, dtype=torch.float32))
             self.register_buffer("std", torch.tensor(IMAGENET_STD, dtype=torch.float32))
-            self.register_buffer("swap", swap)  # FaceParser's flip_test: the mirror's class order
 
         def forward(self, image):
             x = (image.float() / 255.0 - self.mean) / self.std
-            logits = self.net(x.permute(0, 3, 1, 2))
-            if self.swap is None:
-                return logits
-            mirrored = self.net(x.flip(2).permute(0, 3, 1, 2))
-            return (logits + mirrored[:, self.swap].flip(-1)) / 2
+            return self.net(x.permute(0, 3, 1, 2))
 
     return Standardised, NormalisedRGB
 
@@ -325,8 +320,7 @@ def _parser_graph(est, torch):
     S = int(est.image_size)
     probe = np.random.RandomState(0).randint(0, 256, size=(2, S, S, 3)).astype(np.uint8)
     _, NormalisedRGB = _wrappers(torch)
-    flip = est._flip_test_classes()  # None, or the class order of a mirror image's logits
-    graph = NormalisedRGB(_cpu_module(est.net_.module_, torch), flip)
+    graph = NormalisedRGB(_cpu_module(est.net_.module_, torch))
     n = int(est.n_classes_)
     meta = {
         "estimator": "FaceParser",
@@ -338,16 +332,13 @@ def _parser_graph(est, torch):
         "std": list(IMAGENET_STD),
         "batch_size": int(est.batch_size),
         "band_elements": _BAND_ELEMENTS,
-        "flip_test": flip is not None,
         "graph": {"input": {"name": "image", "shape": ["batch", S, S, 3], "dtype": "uint8",
                             "meaning": f"RGB images resized to {S}x{S} (skkp.augment.resize_stack), 0-255"},
                   "output": {"name": "logits", "shape": ["batch", n, S, S], "dtype": "float32",
                              "meaning": "per-class logits at the network resolution; upsample bilinearly "
                                         "(half-pixel centres) to the input size, then softmax/argmax over "
                                         "the classes"},
-                  "in_graph": ["uint8 -> float, / 255, - mean, / std (ImageNet), NHWC -> NCHW", "network"]
-                  + (["the same for the mirror image, its logits mirrored back with l_/r_ classes swapped; "
-                      "the mean of the two (flip_test)"] if flip is not None else [])},
+                  "in_graph": ["uint8 -> float, / 255, - mean, / std (ImageNet), NHWC -> NCHW", "network"]},
     }
     return graph, probe, meta
 

@@ -234,13 +234,6 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         measured mean F1 0.638 and 0.623 against 0.623 and 0.608 for 0
         (docs/benchmarks.md). Files saved before this parameter existed load
         with 0, the loss they were trained with.
-    flip_test : bool, default=False
-        Test-time flip: ``predict``, ``predict_proba``, ``transform`` and ``score`` average
-        the network's logits of each image and of its mirror image (mirrored back, ``l_x``
-        and ``r_x`` classes swapped), for twice the inference time. Read at call time, so
-        ``set_params(flip_test=True)`` on a fitted parser applies to its next predictions;
-        training does not use it (it has the flip augmentation).
-
     Attributes
     ----------
     net_ : skorch.NeuralNet
@@ -296,14 +289,13 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         "checkpoint": [str, os.PathLike, None],
         "amp": [StrOptions({"auto", "bf16", "fp16"}), "boolean"],
         "heads": [StrOptions(set(_HEADS)), tuple, list],
-        "flip_test": ["boolean"],
     }
 
     def __init__(self, image_size=448, classes=None, width=1.0, max_epochs=30, batch_size=16, lr=1e-2,
                  warmup_steps=100, ohem_thresh=0.7, min_kept=1 / 16, augment=True, scale_range=(0.75, 2.0),
                  validation_fraction=0.1, backbone_weights=None, num_workers=0, device="auto", random_state=None,
                  verbose=0, net_kwargs=None, warm_start=False, checkpoint=None, amp="auto", heads="stride4",
-                 boundary_weight=2.0, flip_test=False):
+                 boundary_weight=2.0):
         self.image_size = image_size
         self.classes = classes
         self.width = width
@@ -314,7 +306,6 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         self.ohem_thresh = ohem_thresh
         self.min_kept = min_kept
         self.boundary_weight = boundary_weight
-        self.flip_test = flip_test
         self.augment = augment
         self.scale_range = scale_range
         self.validation_fraction = validation_fraction
@@ -334,7 +325,6 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             net = state.get("net_")
             state["heads"] = (_heads_of_older_parsers(state.get("net_kwargs")) if net is None else
                               _heads_named(getattr(net.module_.backbone, "stages", (2, 3, 4))))
-        state.setdefault("flip_test", False)  # pickled before the option existed
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ checks
@@ -516,13 +506,13 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         return SkkpNet(**params).initialize()
 
     # ------------------------------------------------------------------ inference
-    def _network_logits(self, X):
+    def _network_logits(self, X, flip_average=False):
         """Yield ``(i0, logits)``: (B, C, S, S) float32 logits at the network resolution for images
         ``i0 .. i0 + B - 1``, checked finite. A plain loop, not a DataLoader, which would draw its
         seed from (and so advance) the caller's global torch generator. The resized images go to
-        the device as uint8, and the network normalises them there. With ``flip_test`` the logits
-        are the mean of each image's and its mirror image's."""
-        swap = self._flip_test_classes(self.net_.device)
+        the device as uint8, and the network normalises them there. With ``flip_average`` the
+        logits are the mean of each image's and its mirror image's."""
+        swap = self._mirror_classes(flip_average, self.net_.device)
         images, _ = to_network_frame(X, None, int(self.image_size))
         module, device, bs = self.net_.module_, self.net_.device, int(self.batch_size)
         module.eval()
@@ -538,16 +528,16 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
                 check_finite_output(logits, "logits", len(batch))
                 yield start, logits
 
-    def _flip_test_classes(self, device="cpu"):
-        """None without ``flip_test``; else the class order that turns a mirror image's logits into
-        the image's (l_x <-> r_x), an int64 tensor on ``device``."""
-        if not isinstance(self.flip_test, (bool, np.bool_)):
-            raise TypeError(f"flip_test must be True or False, got {self.flip_test!r}.")
-        if not self.flip_test:
+    def _mirror_classes(self, flip_average, device):
+        """None without ``flip_average``; else the class order that turns a mirror image's logits
+        into the image's (l_x <-> r_x), an int64 tensor on ``device``."""
+        if not isinstance(flip_average, (bool, np.bool_)):
+            raise ValueError(f"flip_average must be True or False, got {flip_average!r}.")
+        if not flip_average:
             return None
         return torch.as_tensor(flip_lut(self.class_names_)[:self.n_classes_].astype(np.int64), device=device)
 
-    def _input_frame_chunks(self, X):
+    def _input_frame_chunks(self, X, flip_average=False):
         """Yield ``(start, n, chunks)`` per network batch of images ``start .. start + n - 1``;
         ``chunks`` yields ``(j, rows, logits)``: (C, r, W) logits of image ``start + j`` at the input
         resolution, a band of output rows at a time, so memory stays bounded by the output plus a
@@ -561,10 +551,10 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
                     rows = slice(r0, min(r0 + band, h))
                     yield j, rows, upsample_bilinear(image_logits, (h, w), rows=rows)  # the heads' resize
 
-        for start, logits in self._network_logits(X):
+        for start, logits in self._network_logits(X, flip_average):
             yield start, len(logits), chunks(logits)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, flip_average=False):
         """Class probabilities per pixel.
 
         The result itself takes ``n * n_classes * H * W * 4`` bytes (about 1.2 GB for
@@ -573,6 +563,11 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n, H, W, 3) or (n, H, W)
+        flip_average : bool, default=False
+            Flip test-time averaging: also run the network on the mirror images and average
+            its logits with theirs, mirrored back with the ``l_x``/``r_x`` classes swapped (as
+            :meth:`NoseKeypointRegressor.predict <skkp.NoseKeypointRegressor.predict>` does with
+            points). Twice the inference time; the result is mirror-consistent.
 
         Returns
         -------
@@ -581,12 +576,12 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = check_parsing_X(X)
         out = np.empty((X.shape[0], self.n_classes_) + X.shape[1:3], dtype=np.float32)
-        for start, _, chunks in self._input_frame_chunks(X):
+        for start, _, chunks in self._input_frame_chunks(X, flip_average):
             for j, rows, logits in chunks:
                 out[start + j, :, rows] = torch.softmax(logits, dim=0).cpu().numpy()
         return out
 
-    def predict(self, X):
+    def predict(self, X, flip_average=False):
         """Label map per image, at the input resolution.
 
         Memory beyond the label maps is bounded (logits are resized and reduced a band
@@ -595,6 +590,11 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n, H, W, 3) or (n, H, W)
+        flip_average : bool, default=False
+            Flip test-time averaging: also run the network on the mirror images and average
+            its logits with theirs, mirrored back with the ``l_x``/``r_x`` classes swapped (as
+            :meth:`NoseKeypointRegressor.predict <skkp.NoseKeypointRegressor.predict>` does with
+            points). Twice the inference time; the result is mirror-consistent.
 
         Returns
         -------
@@ -603,7 +603,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = check_parsing_X(X)
         out = np.empty(X.shape[:3], dtype=np.uint8)
-        for start, n, chunks in self._input_frame_chunks(X):
+        for start, n, chunks in self._input_frame_chunks(X, flip_average):
             labels = torch.empty((n,) + X.shape[1:3], dtype=torch.uint8, device=self.net_.device)
             for j, rows, logits in chunks:
                 # max(...).indices is argmax (the first largest class), 3.5x faster on the CPU

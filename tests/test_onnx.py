@@ -1,7 +1,6 @@
 """skkp.onnx: export to ONNX and predict on onnxruntime with the estimators' results."""
 import json
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -225,26 +224,6 @@ def test_parser_metadata(parser):
     assert meta["graph"]["input"] == {**meta["graph"]["input"], "name": "image", "dtype": "uint8",
                                       "shape": ["batch", 32, 32, 3]}
     np.testing.assert_allclose(meta["mean"], [0.485, 0.456, 0.406])
-
-
-def test_parser_with_flip_test_exports_the_averaged_logits(parser, tmp_path):
-    _, path, X = parser
-    y = np.where(X[..., 0] > 127, 1 + (np.arange(48) >= 24), 0).astype(np.uint8)  # l_eye left, r_eye right
-    est = FaceParser(image_size=32, width=0.125, classes=["bg", "l_eye", "r_eye"], max_epochs=1, batch_size=4,
-                     random_state=0, device="cpu").fit(X[:16], y[:16])
-    flip = pickle.loads(pickle.dumps(est)).set_params(flip_test=True)  # the same weights
-    flip_path = skkp.onnx.export(flip, tmp_path / "flip.onnx")
-    m = skkp.onnx.load(flip_path)
-    assert m.metadata["flip_test"] is True and "flip_test" in m.metadata["graph"]["in_graph"][-1]
-    assert skkp.onnx.load(path).metadata["flip_test"] is False
-    images = X[16:21, :32, :32]
-    logits = lambda model: np.concatenate([lg.numpy() for _, lg in model._network_logits(images)])
-    want = logits(flip)
-    assert np.abs(want - logits(est)).max() > 1e-3  # the flip changes the logits
-    session = ort.InferenceSession(str(flip_path), providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"image": images})[0], want, rtol=1e-5, atol=1e-4)  # logits ~300
-    np.testing.assert_allclose(m.predict_proba(X[16:21]), flip.predict_proba(X[16:21]), rtol=0, atol=1e-4)
-    assert (m.predict(X[16:21]) == flip.predict(X[16:21])).mean() >= 0.999
 
 
 def test_raw_onnxruntime_use_of_the_parser_graph(parser):

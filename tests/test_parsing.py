@@ -1,6 +1,5 @@
 """FaceParser: augmentation, schedule, sklearn integration, determinism and errors."""
 import inspect
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -413,7 +412,7 @@ def test_heads_clone_and_get_params_round_trip():
     est = FaceParser(heads="study")
     assert est.get_params()["heads"] == "study" and clone(est).heads == "study"
     assert clone(est.set_params(heads=(1, 2))).get_params()["heads"] == (1, 2)
-    assert list(inspect.signature(FaceParser).parameters)[-4:] == ["amp", "heads", "boundary_weight", "flip_test"]  # appended
+    assert list(inspect.signature(FaceParser).parameters)[-3:] == ["amp", "heads", "boundary_weight"]  # appended
 
 
 def test_heads_and_net_kwargs_head_stages(faces):
@@ -462,8 +461,8 @@ def test_boundary_weight_reaches_the_loss_and_is_checked_before_training(faces):
 
 
 # --------------------------------------------------------------------------- test-time flip
-def test_flip_test_makes_predictions_mirror_consistent(fitted, faces):
-    """With flip_test the mirror image gets the mirrored labels, l_/r_ swapped (the average is
+def test_flip_average_makes_predictions_mirror_consistent(fitted, faces):
+    """With flip_average the mirror image gets the mirrored labels, l_/r_ swapped (the average is
     symmetric by construction); without it the network alone is not (so the check can fail)."""
     X, _ = faces
     X = X[:4, :32, :32]  # the network size: no resizing, whose rounding would blur the comparison
@@ -472,40 +471,29 @@ def test_flip_test_makes_predictions_mirror_consistent(fitted, faces):
     mirror = X[:, :, ::-1]
     plain = fitted.predict_proba(mirror)
     assert np.abs(plain - fitted.predict_proba(X)[:, swap, :, ::-1]).max() > 1e-3
-    flip = pickle.loads(pickle.dumps(fitted)).set_params(flip_test=True)
-    proba = flip.predict_proba(X)
-    np.testing.assert_allclose(flip.predict_proba(mirror), proba[:, swap, :, ::-1], rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(flip.predict(mirror), lut[flip.predict(X)][:, :, ::-1])
-    np.testing.assert_array_equal(flip.predict(X), proba.argmax(axis=1))
-    assert not fitted.flip_test  # the copy's parameter, not the fitted parser's
+    proba = fitted.predict_proba(X, flip_average=True)
+    np.testing.assert_allclose(fitted.predict_proba(mirror, flip_average=True), proba[:, swap, :, ::-1],
+                               rtol=0, atol=1e-6)
+    labels = fitted.predict(X, flip_average=True)
+    np.testing.assert_array_equal(fitted.predict(mirror, flip_average=True), lut[labels][:, :, ::-1])
+    np.testing.assert_array_equal(labels, proba.argmax(axis=1))
 
 
-def test_flip_test_averages_the_logits_of_the_image_and_its_mirror(fitted, faces):
+def test_flip_average_averages_the_logits_of_the_image_and_its_mirror(fitted, faces):
     X, _ = faces
     X = X[:3, :32, :32]
     swap = flip_lut(fitted.class_names_)[:fitted.n_classes_]
-    logits = lambda est, images: np.concatenate([lg.numpy() for _, lg in est._network_logits(images)])
-    want = (logits(fitted, X) + logits(fitted, X[:, :, ::-1])[:, swap, :, ::-1]) / 2
-    flip = pickle.loads(pickle.dumps(fitted)).set_params(flip_test=True)
-    np.testing.assert_allclose(logits(flip, X), want, rtol=0, atol=1e-5)
+    logits = lambda images, flip=False: np.concatenate([lg.numpy() for _, lg in fitted._network_logits(images, flip)])
+    want = (logits(X) + logits(X[:, :, ::-1])[:, swap, :, ::-1]) / 2
+    np.testing.assert_allclose(logits(X, True), want, rtol=0, atol=1e-5)
     e = np.exp(want - want.max(axis=1, keepdims=True))
-    np.testing.assert_allclose(flip.predict_proba(X), e / e.sum(axis=1, keepdims=True), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(fitted.predict_proba(X, flip_average=True), e / e.sum(axis=1, keepdims=True),
+                               rtol=0, atol=1e-5)
 
 
-def test_flip_test_is_read_at_call_time_checked_and_absent_from_old_pickles(fitted, faces):
-    X, y = faces
-    est = pickle.loads(pickle.dumps(fitted))
-    before = est.predict_proba(X[:2])
-    est.set_params(flip_test=True)
-    assert not np.allclose(est.predict_proba(X[:2]), before)
-    np.testing.assert_array_equal(est.set_params(flip_test=False).predict_proba(X[:2]), before)  # bit for bit
-    with pytest.raises(TypeError, match="flip_test must be True or False"):
-        est.set_params(flip_test="yes").predict(X[:2])
-    with pytest.raises(ValueError, match="flip_test"):
-        FaceParser(**TINY, flip_test="yes").fit(X[:4], y[:4])
-    state = fitted.__getstate__()
-    del state["flip_test"]
-    old = FaceParser.__new__(FaceParser)
-    old.__setstate__(state)
-    assert old.flip_test is False and clone(old).get_params()["flip_test"] is False
-    np.testing.assert_array_equal(old.predict_proba(X[:2]), before)
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_flip_average_must_be_a_bool(fitted, faces, value):
+    X, _ = faces
+    for method in (fitted.predict, fitted.predict_proba):
+        with pytest.raises(ValueError, match="flip_average must be True or False"):
+            method(X[:2], flip_average=value)
