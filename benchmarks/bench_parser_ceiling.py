@@ -9,7 +9,13 @@
    boundary with that error. Mean F1 (background excluded) against the clean
    masks says what localisation error a given F1 needs.
 
-Both use the crops of bench_parser_ytf68.py (128 px, margin 0.25, all 3240 faces).
+3. The labels themselves: ytf68 lists some images twice, with two different sets of
+   68 points (bench_label_floor.py's duplicate rows). Both sets are painted into the
+   crop cut on the first one; the second's masks scored against the first's say how
+   far two labellings of one image agree, the F1 a perfect model would reach against
+   one of them if it had learnt the other.
+
+All use the crops of bench_parser_ytf68.py (128 px, margin 0.25, all 3240 faces).
 
 Run:  python benchmarks/bench_parser_ceiling.py --json benchmarks/results/parser_ceiling.json
 CI:   python benchmarks/bench_parser_ceiling.py --smoke
@@ -22,10 +28,11 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import data_dir_or_none, metadata, parser, write_results  # noqa: E402
+from _common import data_dir_or_none, metadata, parser, write_results, ytf68_csv  # noqa: E402
+from bench_label_floor import duplicate_pairs  # noqa: E402
 from bench_parser_ytf68 import CLASSES, load_crops  # noqa: E402
 
-from skkp.datasets import landmarks_to_masks  # noqa: E402
+from skkp.datasets import crop_faces, landmarks_to_masks, load_landmarks_csv  # noqa: E402
 from skkp.metrics import parsing_report  # noqa: E402
 
 
@@ -46,6 +53,24 @@ def noise_ceiling(masks, landmarks, sigma, rng):
     pred = landmarks_to_masks(noisy, masks.shape[1:], classes=CLASSES)
     err = float(np.linalg.norm((noisy - landmarks).reshape(len(landmarks), -1, 2), axis=-1).mean())
     return parsing_report(masks, pred, list(CLASSES)), err
+
+
+def duplicate_label_ceiling(data_dir, size, margin, n_rows=None):
+    """Mean F1 of the masks of one labelling of an image against another labelling's (ytf68's
+    file names listed twice), both in the crop cut on the first; and their mean point distance."""
+    with ytf68_csv(data_dir, n_rows) as csv_path:
+        data = load_landmarks_csv(csv_path, data_dir / "images")
+    pairs = duplicate_pairs([str(n) for n in data.filenames])
+    if not pairs:
+        return None, 0, float("nan")
+    a, b = (np.array(rows) for rows in zip(*pairs))
+    crops = crop_faces([data.images[i] for i in a], data.keypoints[a], size=size, margin=margin, gray=False)
+    other = data.keypoints[b].reshape(len(b), -1, 2)
+    other = other @ crops.transforms[:, :, :2].transpose(0, 2, 1) + crops.transforms[:, None, :, 2]
+    first = landmarks_to_masks(crops.keypoints, (size, size), classes=CLASSES)
+    second = landmarks_to_masks(other.reshape(len(b), -1), (size, size), classes=CLASSES)
+    dist = float(np.linalg.norm(other - crops.keypoints.reshape(len(a), -1, 2), axis=-1).mean())
+    return parsing_report(first, second, list(CLASSES)), len(pairs), dist
 
 
 def main(argv=None):
@@ -73,9 +98,14 @@ def main(argv=None):
         report, err = noise_ceiling(masks, landmarks, sigma, rng)
         noise[str(sigma)] = {"mean_point_error_px": err, **summary(report)}
         print(f"landmark noise sigma {sigma} px (mean error {err:.2f} px): mean F1 {report['mean_f1']:.3f}", flush=True)
+    report, n_pairs, dist = duplicate_label_ceiling(data_dir, 128, 0.25, n_rows=32 if args.smoke else None)
+    duplicates = None if report is None else {"n_pairs": n_pairs, "mean_point_distance_px": dist, **summary(report)}
+    if duplicates:
+        print(f"two labellings of one image ({n_pairs} images, points {dist:.2f} px apart): "
+              f"mean F1 {report['mean_f1']:.3f}", flush=True)
     results = {"benchmark": "parser_ceiling", "smoke": bool(args.smoke), "metadata": metadata(),
                "data": {"n_faces": int(len(masks)), "size": 128, "margin": 0.25, "classes": list(CLASSES)},
-               "stride_ceiling": strides, "landmark_noise": noise}
+               "stride_ceiling": strides, "landmark_noise": noise, "duplicate_labels": duplicates}
     write_results(results, args.json)
     return 0
 

@@ -12,13 +12,18 @@ background, pixel accuracy, per-class F1, training time, inference images/s
 (with a plain PyTorch forward loop over the same network as reference), and a
 "mean-shape prior" baseline (the per-pixel majority label of the training maps)
 that shows how much the crop alignment alone gives. The same model is also scored with
-``predict(X, flip_average=True)`` (test-time flip).
+``predict(X, flip_average=True)`` (test-time flip), and both are also scored on the held-out
+rows whose image ytf68 labels once: it lists 583 images twice with two different sets of points
+(about 10 px apart at 128 px), of which at most one can fit the image. ``--duplicates drop``
+leaves those rows out of training and test; ``--save``/``--load`` keep a fitted parser and score
+it again without training.
 
 Run:  python benchmarks/bench_parser_ytf68.py --json benchmarks/results/parser_ytf68.json
 CI:   python benchmarks/bench_parser_ytf68.py --smoke
 """
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -36,7 +41,8 @@ from skkp.datasets import crop_faces, landmarks_to_masks, load_landmarks_csv  # 
 from skkp.losses import OhemCrossEntropy  # noqa: E402
 from skkp.metrics import parsing_report  # noqa: E402
 from skkp.parsing import FaceParser  # noqa: E402
-from skkp.io import save  # noqa: E402
+from skkp.datasets._readers import _conflicting_rows  # noqa: E402
+from skkp.io import load, save  # noqa: E402
 from skkp.schemas import IGNORE_INDEX  # noqa: E402
 
 #: The classes landmark masks can hold, in CelebAMask-HQ's order.
@@ -83,17 +89,20 @@ class FitBudget(Callback):
             self.replans_ += 1
 
 
-def load_crops(data_dir, size, margin, n_rows=None):
+def load_crops(data_dir, size, margin, n_rows=None, with_conflicts=False):
     """The ytf68 faces as (n, size, size, 3) crops, label maps, person ids and the 68 landmarks in the crops.
 
     All faces, or with ``n_rows`` only about the first ``n_rows`` (whole people; see
-    :func:`_common.ytf68_csv`), read without loading the other images.
+    :func:`_common.ytf68_csv`), read without loading the other images. ``with_conflicts`` also
+    returns the mask of the rows whose image ytf68 labels twice with different points.
     """
-    with ytf68_csv(data_dir, n_rows) as csv_path:
+    with ytf68_csv(data_dir, n_rows) as csv_path, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the conflicting rows: returned, kept or dropped on purpose
         data = load_landmarks_csv(csv_path, data_dir / "images")
     crops = crop_faces(data.images, data.keypoints, size=size, margin=margin, gray=False)
     masks = landmarks_to_masks(crops.keypoints, (size, size), classes=CLASSES)
-    return crops.images, masks, np.asarray(data.groups), crops.keypoints
+    out = crops.images, masks, np.asarray(data.groups), crops.keypoints
+    return out + (_conflicting_rows(data.filenames, data.keypoints),) if with_conflicts else out
 
 
 def split_by_person(groups, test_fraction, seed):
@@ -146,6 +155,13 @@ def main(argv=None):
     p.add_argument("--max-train", type=int, default=None, help="subsample the training images (smoke: 64)")
     p.add_argument("--max-test", type=int, default=None, help="subsample the test images (smoke: 16)")
     p.add_argument("--save", default=None, help="also save the fitted parser there (skkp.save)")
+    p.add_argument("--load", default=None,
+                   help="score a parser saved by an earlier run (--save) instead of training one; give the "
+                        "--seed, --duplicates and crop options of that run (the same split); its train_s is then the sum of "
+                        "the saved epochs' durations")
+    p.add_argument("--duplicates", choices=["keep", "drop"], default="keep",
+                   help="rows of images ytf68 labels twice with different points: keep (the standard protocol) "
+                        "or drop them from training and test (the unique rows are scored either way)")
     add_threads_option(p)
     args = p.parse_args(argv)
     set_threads(args)
@@ -164,10 +180,12 @@ def main(argv=None):
     max_test = args.max_test or (16 if args.smoke else None)
     # smoke: read only the first faces (whole people), enough for both subsamples
     n_rows = 2 * (max_train + max_test) if args.smoke else None
-    images, masks, groups, landmarks = load_crops(data_dir, args.crop_size, args.margin, n_rows=n_rows)
+    images, masks, groups, landmarks, conflicts = load_crops(data_dir, args.crop_size, args.margin, n_rows=n_rows,
+                                                              with_conflicts=True)
     load_s = time.perf_counter() - t0
     test = split_by_person(groups, 0.2, args.seed)
-    train_idx, test_idx = np.flatnonzero(~test), np.flatnonzero(test)
+    keep = ~conflicts if args.duplicates == "drop" else np.ones(len(groups), bool)
+    train_idx, test_idx = np.flatnonzero(~test & keep), np.flatnonzero(test & keep)
     rng = np.random.RandomState(args.seed)
     if max_train and max_train < len(train_idx):
         train_idx = np.sort(rng.choice(train_idx, max_train, replace=False))
@@ -185,7 +203,9 @@ def main(argv=None):
         params["boundary_weight"] = args.boundary_weight
 
     calibration_s = 0.0
-    if args.max_epochs or (args.smoke and args.budget_min is None):
+    if args.load:
+        epochs = None
+    elif args.max_epochs or (args.smoke and args.budget_min is None):
         epochs = args.max_epochs or 2
     else:  # calibration: time per training image, from the second of two short epochs
         n_cal = min(len(X_train), 4 * args.batch_size)
@@ -207,10 +227,17 @@ def main(argv=None):
         net_kwargs["criterion__loss"] = OhemCrossEntropy(probe.ohem_thresh, probe.min_kept, IGNORE_INDEX,
                                                          boundary_weight=probe.boundary_weight,
                                                          weight=class_weight.tolist())
-    est = FaceParser(max_epochs=epochs, verbose=1, net_kwargs=net_kwargs, **params)
-    t0 = time.perf_counter()
-    est.fit(X_train, y_train)
-    train_s = time.perf_counter() - t0
+    if args.load:  # an earlier run's parser: its own settings, epochs and training time
+        est = load(args.load)
+        params.update({k: v for k, v in est.get_params().items() if k in params and k != "heads"})
+        epochs = len(est.history_)
+        train_s = float(np.sum(est.history_[:, "dur"]))
+        limit.hit_, limit.replans_ = None, 0
+    else:
+        est = FaceParser(max_epochs=epochs, verbose=1, net_kwargs=net_kwargs, **params)
+        t0 = time.perf_counter()
+        est.fit(X_train, y_train)
+        train_s = time.perf_counter() - t0
 
     if args.save:  # without the budget callback, which is no parameter the safe format holds
         save(est.set_params(net_kwargs=None), args.save)
@@ -219,6 +246,11 @@ def main(argv=None):
     # test-time flip: logits of each crop averaged with its mirror image's (mirrored back, l_/r_ swapped)
     flip_pred = est.predict(X_test, flip_average=True)
     flip_report = parsing_report(y_test, flip_pred, list(CLASSES))
+    # the test rows whose image ytf68 labels once (the others are pairs naming one image with two
+    # different sets of points, at most one of which can match the image)
+    unique = ~conflicts[test_idx]
+    unique_report = parsing_report(y_test[unique], pred[unique], list(CLASSES))
+    unique_flip = parsing_report(y_test[unique], flip_pred[unique], list(CLASSES))
     prior = np.apply_along_axis(lambda v: np.bincount(v, minlength=len(CLASSES)).argmax(), 0,
                                 y_train.reshape(len(y_train), -1)).reshape(y_train.shape[1:])
     baseline = parsing_report(y_test, np.broadcast_to(prior, y_test.shape), list(CLASSES))
@@ -253,13 +285,14 @@ def main(argv=None):
         "config": {**{k: v for k, v in params.items() if k not in ("classes", "heads")}, "classes": list(CLASSES),
                    "crop_size": args.crop_size, "margin": args.margin, "budget_s": budget_s,
                    "class_weight": None if class_weight is None else dict(zip(CLASSES, class_weight.round(3).tolist())),
-                   "boundary_weight": est.boundary_weight,
+                   "boundary_weight": est.boundary_weight, "duplicates": args.duplicates,
+                   "loaded_from": args.load,
                    "head_stages": list(est.head_stages_)},
         "data": {"n_train": int(len(X_train)), "n_test": int(len(X_test)),
                  "people_train": int(len(np.unique(groups[train_idx]))),
                  "people_test": int(len(np.unique(groups[test_idx]))), "load_s": load_s},
         "training": {"epochs_planned": int(epochs), "epochs_done": sum("train_loss" in row for row in history),
-                     "stopped_by_budget": bool(limit.hit_),
+                     "stopped_by_budget": None if limit.hit_ is None else bool(limit.hit_),
                      "schedule_shortened": limit.replans_ > 0, "train_s": train_s, "calibration_s": calibration_s,
                      "train_loss": [row["train_loss"] for row in history if "train_loss" in row]},
         "quality": {"mean_f1_no_background": report["mean_f1"], "mean_iou": report["mean_iou"],
@@ -270,6 +303,10 @@ def main(argv=None):
                     "flip_average": {"mean_f1_no_background": flip_report["mean_f1"],
                                      "mean_iou": flip_report["mean_iou"],
                                      "per_class_f1": {k: v["f1"] for k, v in flip_report["per_class"].items()}},
+                    "unique_rows": {"n_test": int(unique.sum()), "mean_f1_no_background": unique_report["mean_f1"],
+                                    "mean_iou": unique_report["mean_iou"],
+                                    "per_class_f1": {k: v["f1"] for k, v in unique_report["per_class"].items()},
+                                    "flip_average_mean_f1_no_background": unique_flip["mean_f1"]},
                     "prior_baseline_mean_f1": baseline["mean_f1"], "prior_baseline_mean_iou": baseline["mean_iou"]},
         "edge_points_held_out": {"from_face_parser_predictions": edges_pred,
                                  "from_landmark_masks": edges_truth},
