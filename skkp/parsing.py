@@ -234,6 +234,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         measured mean F1 0.638 and 0.623 against 0.623 and 0.608 for 0
         (docs/benchmarks.md). Files saved before this parameter existed load
         with 0, the loss they were trained with.
+
     Attributes
     ----------
     net_ : skorch.NeuralNet
