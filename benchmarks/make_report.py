@@ -243,15 +243,26 @@ def parser_section(lines):
     if terms:
         runs = terms["runs"]
         names = list(next(iter(runs.values()))["quality"]["per_class_f1"])
-        lines += ["Loss terms and input size, one change at a time (`--class-weight balanced`, `--boundary-weight`, "
-                  "`--crop-size`/`--image-size`; `benchmarks/results/parser_loss_terms.json`):", "",
-                  "| run | mean F1 | mean IoU | " + " | ".join(names) + " | epochs | training s |",
-                  "|---|---|---|" + "---|" * len(names) + "---|---|"]
+        lines += ["Loss terms, input size, schedule and labels, one change at a time (`--class-weight balanced`, "
+                  "`--boundary-weight`, `--crop-size`/`--image-size`, `--max-epochs`, `--duplicates`; "
+                  "`benchmarks/results/parser_loss_terms.json`). \"flip avg.\" scores the same model with "
+                  "`predict(X, flip_average=True)`; \"unique rows\" only the held-out faces whose image ytf68 "
+                  "labels once (runs before these columns existed show \"-\"):", "",
+                  "| run | mean F1 | mean IoU | " + " | ".join(names)
+                  + " | flip avg.: mean F1 | unique rows: mean F1 | flip avg. | epochs | training s |",
+                  "|---|---|---|" + "---|" * len(names) + "---|---|---|---|---|"]
+
+        def f1_of(part, key="mean_f1_no_background"):
+            return "-" if part is None else f"{part[key]:.3f}"
+
         for name, r in runs.items():
             q, t = r["quality"], r["training"]
+            unique = q.get("unique_rows")
             lines.append(f"| {name} | {q['mean_f1_no_background']:.3f} | {q['mean_iou']:.3f} | "
                          + " | ".join(f"{q['per_class_f1'][k]:.2f}" for k in names)
-                         + f" | {t['epochs_done']} | {t['train_s']:.0f} |")
+                         + f" | {f1_of(q.get('flip_average'))} | {f1_of(unique)} | "
+                         + f"{f1_of(unique, 'flip_average_mean_f1_no_background')} | "
+                         + f"{t['epochs_done']} | {t['train_s']:.0f} |")
         commits = sorted({r["metadata"]["commit"] for r in runs.values()})
         lines += ["", terms.get("note", ""), "", _meta_line(next(iter(runs.values()))).rstrip("*").rstrip(".")
                   + f"; the runs' commits: {', '.join(f'`{c}`' for c in commits)}.*", ""]
@@ -259,11 +270,16 @@ def parser_section(lines):
     if ceiling:
         lines += ["How far 0.80 is, measured without training (`python benchmarks/bench_parser_ceiling.py`, "
                   f"{ceiling['data']['n_faces']} faces): the true maps average-pooled to a head's stride and "
-                  "upsampled, and maps painted from landmarks with Gaussian noise.", "",
+                  "upsampled, maps painted from landmarks with Gaussian noise, and the masks of the two "
+                  "labellings of the images ytf68 lists twice.", "",
                   "| case | mean F1 | eyes F1 (l/r) | brows F1 (l/r) |", "|---|---|---|---|"]
         rows = [(f"true maps through stride {k}", v) for k, v in ceiling["stride_ceiling"].items()]
         rows += [(f"landmarks with {v['mean_point_error_px']:.2f} px mean error", v)
                  for v in ceiling["landmark_noise"].values()]
+        dup = ceiling.get("duplicate_labels")
+        if dup:
+            rows.append((f"one labelling of an image against its other one ({dup['n_pairs']} images ytf68 labels "
+                         f"twice; points {dup['mean_point_distance_px']:.1f} px apart)", dup))
         for name, v in rows:
             f1 = v["per_class_f1"]
             lines.append(f"| {name} | {v['mean_f1']:.3f} | {f1['l_eye']:.2f}/{f1['r_eye']:.2f} | "
