@@ -3,7 +3,8 @@
 #   1. benchmarks/bench_gpu.py alone on the GPU (speed against a plain PyTorch loop, AMP, memory),
 #      with a cProfile of one skkp fit;
 #   2. then side by side: the study's 500-epoch `inception` on ytf68, FaceParser on ytf68 at a
-#      256 px input (the crops and the scoring of the 128 px CPU runs), and the CUDA tests.
+#      256 px input (the crops and the scoring of the 128 px CPU runs; trained without the images ytf68
+#      labels twice, the best CPU protocol), and the CUDA tests.
 # The runs of step 2 share the GPU and the CPU cores: their times are not speed measurements.
 #
 #   OUT=/tmp/gpu SKKP_YTF68=/path/to/ytf68 bash benchmarks/gpu_checks.sh
@@ -36,7 +37,8 @@ timeout 350 python3 benchmarks/bench_ytf68_keypoints.py --architectures inceptio
     > "$OUT/inception.log" 2>&1 &
 inception=$!
 timeout 350 python3 benchmarks/bench_parser_ytf68.py --device cuda --crop-size 128 --image-size 256 --width 1.0 \
-    --batch-size 16 --max-epochs 30 --budget-min 4.5 --num-workers 3 --threads 4 --repeats 1 --json "$OUT/parser_gpu.json" \
+    --batch-size 16 --max-epochs 30 --budget-min 4.5 --num-workers 3 --threads 4 --repeats 1 --duplicates drop \
+    --json "$OUT/parser_gpu.json" \
     > "$OUT/parser.log" 2>&1 &
 parser=$!
 OMP_NUM_THREADS=4 timeout 300 python3 -m pytest -q -p no:cacheprovider -rs tests/test_device.py tests/test_training.py \
