@@ -19,7 +19,7 @@ from ._recipes import DecoupledL2Adam, l2_param_groups, recipe
 from ._training import (EpochSetter, NeuralEstimatorMixin, SkkpNetRegressor, check_finite_output, draw_seed,
                         drop_last_for_batchnorm, epochs_done, loader_generators, log_options, merge_callbacks,
                         resolve_device, validation_split)
-from ._validation import check_fitted_input, check_groups, check_images, check_keypoint_targets
+from ._validation import check_fitted_input, check_flag, check_groups, check_images, check_keypoint_targets
 from .augment import flip_points
 from .losses import MaskedKeypointLoss
 from .nets import ARCHITECTURES, build_keypoint_net, seed_output_layer, transfer_weights, zero_output_layer
@@ -594,9 +594,7 @@ class NoseKeypointRegressor(NeuralEstimatorMixin, RegressorMixin, BaseEstimator)
             shape as the ``y`` seen in fit for plain feature regression).
         """
         check_is_fitted(self, "net_")
-        if not isinstance(flip_average, (bool, np.bool_)):
-            raise ValueError(f"flip_average must be True or False, got {flip_average!r}.")
-        if flip_average and (self.input_kind_ != "image" or not self.flip_pairs_):
+        if check_flag(flip_average, "flip_average") and (self.input_kind_ != "image" or not self.flip_pairs_):
             raise ValueError("flip_average=True needs a model fitted on images with left/right flip_pairs_ "
                              f"(input kind {self.input_kind_!r}, flip_pairs_={self.flip_pairs_!r}).")
         checked = self._check_X(X, fitting=False)

@@ -16,7 +16,7 @@ from ._parsing_data import ParsingDataset, ValidMeanIoU, to_network_frame
 from ._training import (EpochSetter, NeuralEstimatorMixin, SkkpNet, check_finite_output, draw_seed,
                         drop_last_for_batchnorm, epochs_done, loader_generators, log_options, merge_callbacks,
                         resolve_device, validation_split)
-from ._validation import check_groups, check_parsing_X, check_parsing_X_y
+from ._validation import check_flag, check_groups, check_parsing_X, check_parsing_X_y
 from .losses import MultiHeadLoss, OhemCrossEntropy
 from .metrics import mean_iou
 from .nets import transfer_weights
@@ -532,9 +532,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
     def _mirror_classes(self, flip_average, device):
         """None without ``flip_average``; else the class order that turns a mirror image's logits
         into the image's (l_x <-> r_x), an int64 tensor on ``device``."""
-        if not isinstance(flip_average, (bool, np.bool_)):
-            raise ValueError(f"flip_average must be True or False, got {flip_average!r}.")
-        if not flip_average:
+        if not check_flag(flip_average, "flip_average"):
             return None
         return torch.as_tensor(flip_lut(self.class_names_)[:self.n_classes_].astype(np.int64), device=device)
 

@@ -45,6 +45,19 @@ def _check_finite(arr, name):
         raise ValueError(f"Input {name} contains {bad}; images and features must be finite.")
 
 
+def check_flag(value, name):
+    """``value`` when it is True or False (numpy's too); a ``ValueError`` naming ``name`` otherwise.
+
+    Examples
+    --------
+    >>> check_flag(True, "flip_average")
+    True
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
+
+
 def check_groups(groups, n_samples):
     """``groups`` as a 1-D array of ``n_samples`` labels, or None.
 
