@@ -270,8 +270,9 @@ def parser_section(lines):
     if ceiling:
         lines += ["How far 0.80 is, measured without training (`python benchmarks/bench_parser_ceiling.py`, "
                   f"{ceiling['data']['n_faces']} faces): the true maps average-pooled to a head's stride and "
-                  "upsampled, maps painted from landmarks with Gaussian noise, and the masks of the two "
-                  "labellings of the images ytf68 lists twice.", "",
+                  "upsampled, maps painted from landmarks with Gaussian noise, the masks of the two "
+                  "labellings of the images ytf68 lists twice, and those of consecutive video frames aligned by "
+                  "ECC (bench_label_floor.py's pairs).", "",
                   "| case | mean F1 | eyes F1 (l/r) | brows F1 (l/r) |", "|---|---|---|---|"]
         rows = [(f"true maps through stride {k}", v) for k, v in ceiling["stride_ceiling"].items()]
         rows += [(f"landmarks with {v['mean_point_error_px']:.2f} px mean error", v)
@@ -280,6 +281,13 @@ def parser_section(lines):
         if dup:
             rows.append((f"one labelling of an image against its other one ({dup['n_pairs']} images ytf68 labels "
                          f"twice; points {dup['mean_point_distance_px']:.1f} px apart)", dup))
+        frames = ceiling.get("consecutive_frames")
+        if frames:
+            rows.append((f"one frame's labels against the next frame's, mapped into it ({frames['n_pairs']} aligned "
+                         f"pairs; points {frames['mean_point_distance_px']:.1f} px apart)", frames["two_labellings"]))
+            rows.append(("one frame's labels moved by that difference / sqrt 2 (one labelling's noise: a model that "
+                         "found every point exactly, scored against ytf68's labels)",
+                         frames["one_labelling_estimate"]))
         for name, v in rows:
             f1 = v["per_class_f1"]
             lines.append(f"| {name} | {v['mean_f1']:.3f} | {f1['l_eye']:.2f}/{f1['r_eye']:.2f} | "
