@@ -138,6 +138,8 @@ def main(argv=None):
     p.add_argument("--head-stages", type=int, nargs="+", default=[1, 2, 3, 4],
                    help="backbone stages with a head, FaceParser's heads (1 2 3 4 = heads='stride4', the default; "
                         "2 3 4 = heads='study', the reference three)")
+    p.add_argument("--top-down", action="store_true",
+                   help="add the network's top-down head at stride 2 (MultiHeadParsingNet top_down)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none",
                    help="balanced: weigh each class's pixels in the OHEM loss by 1/sqrt(its pixel frequency in the "
@@ -218,6 +220,8 @@ def main(argv=None):
 
     limit = FitBudget(budget_s)
     net_kwargs = {"callbacks": [("fit_budget", limit)]}
+    if args.top_down:
+        net_kwargs["module__top_down"] = True
     class_weight = None
     if args.class_weight == "balanced":
         freq = np.bincount(y_train.ravel(), minlength=len(CLASSES))[:len(CLASSES)] / y_train.size
@@ -264,13 +268,13 @@ def main(argv=None):
     x = torch.from_numpy(np.stack([normalize_image(cv2.resize(im, (S, S), interpolation=cv2.INTER_AREA
                                                               if S < crop else cv2.INTER_LINEAR))
                                    for im in X_test]))
-    head_labels = [[] for _ in est.head_stages_]
+    head_labels = {}
     with torch.no_grad():
         for i in range(0, len(x), 32):
             for k, o in enumerate(module.head_logits(x[i:i + 32].to(est.net_.device))):
                 o = torch.nn.functional.interpolate(o, size=(crop, crop), mode="bilinear", align_corners=False)
-                head_labels[k].append(o.argmax(1).cpu().numpy())
-    head_f1 = [parsing_report(y_test, np.concatenate(h), list(CLASSES))["mean_f1"] for h in head_labels]
+                head_labels.setdefault(k, []).append(o.argmax(1).cpu().numpy())
+    head_f1 = [parsing_report(y_test, np.concatenate(h), list(CLASSES))["mean_f1"] for h in head_labels.values()]
 
     n_speed = min(len(X_test), 64)
     speed = timeit(lambda: est.predict(X_test[:n_speed]), repeats=args.repeats)
@@ -287,7 +291,8 @@ def main(argv=None):
                    "class_weight": None if class_weight is None else dict(zip(CLASSES, class_weight.round(3).tolist())),
                    "boundary_weight": est.boundary_weight, "duplicates": args.duplicates,
                    "loaded_from": args.load,
-                   "head_stages": list(est.head_stages_)},
+                   "head_stages": list(est.head_stages_),
+                   "top_down": getattr(est.net_.module_, "top_down", None) is not None},
         "data": {"n_train": int(len(X_train)), "n_test": int(len(X_test)),
                  "people_train": int(len(np.unique(groups[train_idx]))),
                  "people_test": int(len(np.unique(groups[test_idx]))), "load_s": load_s},

@@ -47,8 +47,10 @@ def _older_parser_heads(params):
 #: a function of the file's other (decoded) parameters. FaceParser's ``heads`` became
 #: "stride4" by default; older parsers have the three reference heads unless their
 #: ``net_kwargs`` chose ``module__head_stages``; its ``boundary_weight`` became 2.0, and older
-#: parsers were trained with the plain OHEM loss (it matters to warm_start and checkpoints).
-_IMPLIED_BY_OLDER_FILES = {"FaceParser": {"heads": _older_parser_heads, "boundary_weight": 0.0}}
+#: parsers were trained with the plain OHEM loss (it matters to warm_start and checkpoints); its
+#: ``top_down`` head did not exist.
+_IMPLIED_BY_OLDER_FILES = {"FaceParser": {"heads": _older_parser_heads, "boundary_weight": 0.0,
+                                          "top_down": False}}
 
 
 def _class_name(estimator):

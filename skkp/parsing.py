@@ -234,6 +234,11 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         measured mean F1 0.638 and 0.623 against 0.623 and 0.608 for 0
         (docs/benchmarks.md). Files saved before this parameter existed load
         with 0, the loss they were trained with.
+    top_down : bool, default=False
+        Add a parsing head at stride 2 on features fused top-down (feature-pyramid
+        style) from the stem and the ``heads`` stages (:class:`skkp.resnet.TopDownHead`),
+        for boundaries finer than the stride-4 head can place. Its logits join the
+        others' sum. Files saved before this parameter existed load with False.
 
     Attributes
     ----------
@@ -290,13 +295,14 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         "checkpoint": [str, os.PathLike, None],
         "amp": [StrOptions({"auto", "bf16", "fp16"}), "boolean"],
         "heads": [StrOptions(set(_HEADS)), tuple, list],
+        "top_down": ["boolean"],
     }
 
     def __init__(self, image_size=448, classes=None, width=1.0, max_epochs=30, batch_size=16, lr=1e-2,
                  warmup_steps=100, ohem_thresh=0.7, min_kept=1 / 16, augment=True, scale_range=(0.75, 2.0),
                  validation_fraction=0.1, backbone_weights=None, num_workers=0, device="auto", random_state=None,
                  verbose=0, net_kwargs=None, warm_start=False, checkpoint=None, amp="auto", heads="stride4",
-                 boundary_weight=2.0):
+                 boundary_weight=2.0, top_down=False):
         self.image_size = image_size
         self.classes = classes
         self.width = width
@@ -320,12 +326,14 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         self.checkpoint = checkpoint
         self.amp = amp
         self.heads = heads
+        self.top_down = top_down
 
     def __setstate__(self, state):
         if "heads" not in state:  # pickled before the parameter existed: the heads it was built with
             net = state.get("net_")
             state["heads"] = (_heads_of_older_parsers(state.get("net_kwargs")) if net is None else
                               _heads_named(getattr(net.module_.backbone, "stages", (2, 3, 4))))
+        state.setdefault("top_down", False)  # pickled before the parameter existed: no such head
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ checks
@@ -362,6 +370,10 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         """The backbone stages with a head in the fitted network."""
         check_is_fitted(self, "net_")
         return tuple(self.net_.module_.backbone.stages)
+
+    def _has_top_down(self):
+        """Whether the fitted network has the top-down head."""
+        return getattr(self.net_.module_, "top_down", None) is not None
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y, groups=None):
@@ -428,6 +440,9 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             if self.head_stages_ != self._head_stages():
                 raise ValueError(f"warm_start=True keeps the fitted heads (stages {self.head_stages_}), but heads "
                                  f"is now {self.heads!r}: refit with warm_start=False.")
+            if self._has_top_down() != bool(self.top_down):
+                raise ValueError(f"warm_start=True keeps the fitted network (top_down={self._has_top_down()}), but "
+                                 f"top_down is now {self.top_down!r}: refit with warm_start=False.")
             start = self.net_.module_
         S = int(self.image_size)
         seed, rng = draw_seed(self.random_state)
@@ -476,7 +491,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
             # gains on NVIDIA tensor cores in reduced precision (amp); on the CPU the default layout
             # stays (not measured faster there). benchmarks/bench_gpu.py times both layouts on a GPU.
             module=MultiHeadParsingNet, module__n_classes=len(names), module__width=float(self.width),
-            module__head_stages=self._head_stages(),
+            module__head_stages=self._head_stages(), module__top_down=bool(self.top_down),
             module__channels_last=torch.device(str(device)).type == "cuda",
             criterion=MultiHeadLoss,
             criterion__loss=OhemCrossEntropy(self.ohem_thresh, self.min_kept, IGNORE_INDEX,

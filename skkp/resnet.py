@@ -16,7 +16,7 @@ from torch.nn import functional as F  # noqa: F401  (the docstring examples use 
 from .augment import normalize_images
 from .nets import _ChannelsLastMixin
 
-__all__ = ["BasicBlock", "ResNet18Backbone", "ParsingHead", "MultiHeadParsingNet",
+__all__ = ["BasicBlock", "ResNet18Backbone", "ParsingHead", "TopDownHead", "MultiHeadParsingNet",
            "load_backbone_weights", "upsample_bilinear", "upsample_sum"]
 
 _STAGE_CHANNELS = (64, 128, 256, 512)
@@ -193,9 +193,12 @@ class ResNet18Backbone(nn.Module):
     def _stage(in_ch, out_ch, stride):
         return nn.Sequential(BasicBlock(in_ch, out_ch, stride), BasicBlock(out_ch, out_ch, 1))
 
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        feats = []
+    def forward(self, x, stem=False):
+        """The chosen stages' features (finest first); with ``stem``, the stride-2 stem output
+        (before the max-pooling) comes first as well."""
+        x = self.relu(self.bn1(self.conv1(x)))
+        feats = [x] if stem else []
+        x = self.maxpool(x)
         for k, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), start=1):
             if k > self.stages[-1]:
                 break
@@ -203,6 +206,31 @@ class ResNet18Backbone(nn.Module):
             if k in self.stages:
                 feats.append(x)
         return tuple(feats)
+
+
+class TopDownHead(nn.Module):
+    """A parsing head at stride 2 on features fused top-down (as in a feature pyramid network).
+
+    Each input map (the backbone's stride-2 stem first, then its stages, finest first) is
+    projected to ``channels`` by a 1x1 conv-BN; from the coarsest one down, the running sum is
+    upsampled (bilinear) to the next finer map and added to it. A BasicBlock and a 1x1
+    classifier turn the stride-2 sum into logits.
+
+    Shapes: maps (B, c_k, h_k, w_k), finest first -> (B, n_classes, h_0, w_0).
+    """
+
+    def __init__(self, in_channels, channels, n_classes):
+        super().__init__()
+        self.laterals = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, channels, 1, bias=False), nn.BatchNorm2d(channels)) for c in in_channels)
+        self.block = BasicBlock(channels, channels)
+        self.classifier = nn.Conv2d(channels, n_classes, 1)
+
+    def forward(self, feats):
+        top = None
+        for lateral, f in zip(reversed(self.laterals), reversed(feats)):
+            top = lateral(f) if top is None else lateral(f) + upsample_bilinear(top, f.shape[-2:])
+        return self.classifier(self.block(top))
 
 
 class ParsingHead(nn.Module):
@@ -249,6 +277,10 @@ class MultiHeadParsingNet(_ChannelsLastMixin, nn.Module):
         Keep weights and convolution activations in the ``channels_last`` memory
         format (what :class:`skkp.FaceParser` uses on CUDA); results are the same up
         to floating-point rounding.
+    top_down : bool, default=False
+        Add a :class:`TopDownHead` at stride 2 (the first of the heads' outputs): the
+        stem's and the head stages' features fused from the coarsest down, with
+        ``round(64 * width)`` channels.
 
     Shapes: (B, in_channels, H, W) -> (B, n_classes, H, W) (eval) or a tuple of
     one such tensor per head (train).
@@ -265,11 +297,14 @@ class MultiHeadParsingNet(_ChannelsLastMixin, nn.Module):
     channels_last = False  # for networks pickled before the option existed
 
     def __init__(self, n_classes, width=1.0, in_channels=3, head_channels=None, head_stages=(2, 3, 4),
-                 channels_last=False):
+                 channels_last=False, top_down=False):
         super().__init__()
         self.backbone = ResNet18Backbone(width=width, in_channels=in_channels, stages=head_stages)
         mid = _scaled(128, width) if head_channels is None else int(head_channels)
         self.heads = nn.ModuleList(ParsingHead(c, mid, n_classes) for c in self.backbone.out_channels)
+        stem = _scaled(_STAGE_CHANNELS[0], width)
+        self.top_down = (TopDownHead((stem,) + self.backbone.out_channels, stem, n_classes) if top_down
+                         else None)
         self._set_layout(channels_last)
 
     def head_logits(self, x):
@@ -288,8 +323,11 @@ class MultiHeadParsingNet(_ChannelsLastMixin, nn.Module):
             x = normalize_images(x)  # channels-last strides: kept by a channels_last network
             if not self.channels_last:
                 x = x.contiguous()
-        feats = self.backbone(self._layout(x))
-        return [head(f) for head, f in zip(self.heads, feats)], x.shape[-2:]
+        top_down = getattr(self, "top_down", None)  # None in networks pickled before the option existed
+        feats = self.backbone(self._layout(x), stem=top_down is not None)
+        if top_down is None:
+            return [head(f) for head, f in zip(self.heads, feats)], x.shape[-2:]
+        return [top_down(feats)] + [head(f) for head, f in zip(self.heads, feats[1:])], x.shape[-2:]
 
     def forward(self, x):
         if self.training:

@@ -111,13 +111,14 @@ def test_parsers_saved_before_heads_existed_load_with_the_heads_they_were_traine
     path = skkp.save(old, tmp_path / "old.skkp")
 
     def without_heads(doc):
-        del doc["params"]["heads"], doc["params"]["boundary_weight"]
+        del doc["params"]["heads"], doc["params"]["boundary_weight"], doc["params"]["top_down"]
         return doc
 
     _rewrite(path, document=without_heads)
     again = skkp.load(path)
     assert again.heads == heads and again.head_stages_ == old.head_stages_
     assert again.boundary_weight == 0.0  # trained, before the parameter existed, with the plain OHEM loss
+    assert again.top_down is False and again.net_.module_.top_down is None
     np.testing.assert_array_equal(again.predict(faces), old.predict(faces))
     np.testing.assert_array_equal(again.predict_proba(faces), old.predict_proba(faces))
     assert skkp.load(skkp.save(again, tmp_path / "new.skkp")).heads == heads
@@ -151,6 +152,15 @@ def test_a_parser_round_trips_its_heads(models, tmp_path):
     assert est.heads == "stride4" and est.head_stages_ == (1, 2, 3, 4)
     again = skkp.load(skkp.save(est, tmp_path / "p.skkp"))
     assert again.heads == "stride4" and len(again.net_.module_.heads) == 4
+
+
+def test_a_top_down_parser_round_trips_its_head(tmp_path):
+    faces, labels = make_faces(4, 40, random_state=0)
+    est = FaceParser(image_size=32, width=0.125, max_epochs=1, batch_size=4, random_state=0, device="cpu",
+                     top_down=True).fit(faces, labels)
+    again = skkp.load(skkp.save(est, tmp_path / "td.skkp"))
+    assert again.top_down is True and again.net_.module_.top_down is not None
+    np.testing.assert_array_equal(again.predict_proba(faces), est.predict_proba(faces))
 
 
 # ----------------------------------------------------------------------------- tampered files

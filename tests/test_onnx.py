@@ -216,6 +216,15 @@ def test_parser_matches_the_estimator(parser):
     assert m.predict(X[:1]).shape == (1, 40, 48)  # batch 1 of a graph with a dynamic batch
 
 
+def test_a_top_down_parser_exports_with_its_stride_2_head(parser, tmp_path):
+    _, _, X = parser
+    y = (X[..., 0] > 127).astype(np.uint8)
+    est = FaceParser(image_size=32, width=0.125, classes=["bg", "fg"], max_epochs=1, batch_size=4,
+                     random_state=0, device="cpu", top_down=True).fit(X[:8], y[:8])
+    m = skkp.onnx.load(skkp.onnx.export(est, tmp_path / "td.onnx"))
+    np.testing.assert_allclose(m.predict_proba(X[:4]), est.predict_proba(X[:4]), rtol=0, atol=1e-4)
+
+
 def test_parser_metadata(parser):
     est, path, _ = parser
     meta = skkp.onnx.load(path).metadata

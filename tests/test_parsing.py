@@ -412,7 +412,8 @@ def test_heads_clone_and_get_params_round_trip():
     est = FaceParser(heads="study")
     assert est.get_params()["heads"] == "study" and clone(est).heads == "study"
     assert clone(est.set_params(heads=(1, 2))).get_params()["heads"] == (1, 2)
-    assert list(inspect.signature(FaceParser).parameters)[-3:] == ["amp", "heads", "boundary_weight"]  # appended
+    assert list(inspect.signature(FaceParser).parameters)[-4:] == ["amp", "heads", "boundary_weight",
+                                                                   "top_down"]  # appended
 
 
 def test_heads_and_net_kwargs_head_stages(faces):
@@ -458,6 +459,38 @@ def test_boundary_weight_reaches_the_loss_and_is_checked_before_training(faces):
     with pytest.raises(ValueError, match="boundary_weight"):
         bad.fit(X[:4], y[:4])
     assert not hasattr(bad, "net_")
+
+
+def test_top_down_adds_the_stride_2_head_and_is_checked(faces, monkeypatch):
+    import skkp.parsing
+
+    X, y = faces
+    est = FaceParser(**TINY, top_down=True).fit(X[:4], y[:4])
+    assert est.net_.module_.top_down is not None and len(est.net_.module_.eval().head_logits(torch.zeros(1, 3, 32, 32))) == 5
+    assert est.predict(X[:2]).shape == X[:2].shape[:3]
+    assert FaceParser(**TINY).fit(X[:4], y[:4]).net_.module_.top_down is None
+    with pytest.raises(ValueError, match="top_down"):  # warm start keeps the network it has
+        est.set_params(warm_start=True, top_down=False).fit(X[:4], y[:4])
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(skkp.parsing.FaceParser, "_fit_net", no_training)
+    for bad in ("yes", 1, None):
+        with pytest.raises((ValueError, TypeError), match="top_down"):
+            FaceParser(**TINY, top_down=bad).fit(X[:4], y[:4])
+
+
+def test_parsers_pickled_before_top_down_existed_have_no_such_head(faces):
+    X, y = faces
+    old = FaceParser(**TINY).fit(X[:4], y[:4])
+    state = old.__getstate__()
+    del state["top_down"]
+    del state["net_"].module_.top_down  # a network object of that time has no such attribute
+    again = FaceParser.__new__(FaceParser)
+    again.__setstate__(state)
+    assert again.top_down is False
+    np.testing.assert_array_equal(again.predict(X[:2]), old.predict(X[:2]))
 
 
 # --------------------------------------------------------------------------- test-time flip

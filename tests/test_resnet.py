@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from skkp.resnet import MultiHeadParsingNet, ResNet18Backbone, load_backbone_weights
+from skkp.resnet import MultiHeadParsingNet, ResNet18Backbone, TopDownHead, load_backbone_weights
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -124,6 +124,26 @@ def test_head_stages_add_a_stride_4_head_and_sum_all_heads():
     net.eval()
     heads = net.head_logits(x)
     torch.testing.assert_close(net(x), heads[0] + heads[1] + heads[2] + heads[3])
+
+
+def test_top_down_head_at_stride_2_joins_the_sum_and_fuses_every_level():
+    net = _seeded(4, lambda: MultiHeadParsingNet(n_classes=4, width=0.125, head_stages=(1, 2, 3, 4),
+                                                 top_down=True))
+    assert isinstance(net.top_down, TopDownHead)
+    x = torch.randn(2, 3, 40, 48)
+    assert len(net.train()(x)) == 5
+    logits, size = net.eval()._heads_at_stride(x)
+    assert [tuple(o.shape[-2:]) for o in logits] == [(20, 24), (10, 12), (5, 6), (3, 3), (2, 2)]  # finest first
+    heads = net.head_logits(x)
+    assert len(heads) == 5
+    torch.testing.assert_close(net(x), sum(heads[1:], heads[0]))
+    # every level reaches the top-down head: the gradient of its logits reaches each lateral projection
+    net.train()
+    net.head_logits(x)[0].square().sum().backward()
+    assert all(lat[0].weight.grad is not None and lat[0].weight.grad.abs().sum() > 0 for lat in net.top_down.laterals)
+    assert len(net.top_down.laterals) == 5 and net.top_down.laterals[0][0].in_channels == 8  # the stem's channels
+    without = MultiHeadParsingNet(n_classes=4, width=0.125, head_stages=(1, 2, 3, 4))
+    assert without.top_down is None and len(without.train()(x)) == 4
 
 
 @pytest.mark.parametrize("stages", [(), (0, 2), (2, 5), (2, 2)])
