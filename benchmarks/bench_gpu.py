@@ -111,14 +111,15 @@ def bench_keypoints(arch, args, device, amp_on):
 
 
 def plain_parser_fit(images, labels, size, width, epochs, batch, lr, device, dtype, channels_last, workers,
-                     heads="stride4"):
-    """FaceParser's training done by hand: the same network (same ``heads``), OHEM loss on every head
-    and the sum, SGD with the warm-up/poly schedule stepped per batch, the same dataset and loader
+                     heads="stride4", top_down=True):
+    """FaceParser's training done by hand: the same network (same ``heads`` and ``top_down``), OHEM
+    loss with FaceParser's boundary term on every head and the sum, SGD with the warm-up/poly schedule stepped per batch, the same dataset and loader
     settings (workers kept for all epochs, as FaceParser keeps them)."""
     torch.manual_seed(0)
     net = MultiHeadParsingNet(n_classes=19, width=width, head_stages=_stages_of_heads(heads),
-                              channels_last=channels_last).to(device)
-    loss = MultiHeadLoss(OhemCrossEntropy(0.7, 1 / 16, IGNORE_INDEX))
+                              channels_last=channels_last, top_down=top_down).to(device)
+    loss = MultiHeadLoss(OhemCrossEntropy(0.7, 1 / 16, IGNORE_INDEX,
+                                          boundary_weight=FaceParser().boundary_weight))
     opt = _SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     drop_last = drop_last_for_batchnorm(len(images), batch)
     n_batches = len(images) // batch if drop_last else -(-len(images) // batch)
@@ -146,7 +147,7 @@ def bench_parser(size, args, device, amp_on):
         for _ in range(args.repeats + 1):
             est = FaceParser(image_size=size, width=args.width, max_epochs=args.epochs, batch_size=batch, lr=lr,
                              augment=False, validation_fraction=0.0, num_workers=workers, device=device, amp=amp,
-                             random_state=0, heads=args.parser_heads)
+                             random_state=0, heads=args.parser_heads, top_down=args.parser_top_down == "on")
             t, _, peaks["fit"] = timed(lambda: est.fit(faces, labels), device)
             times["skkp_fit"].append(t)
             times["skkp_epochs"].append(float(np.sum(est.history_[:, "dur"])))
@@ -156,7 +157,7 @@ def bench_parser(size, args, device, amp_on):
             for cl in layouts:
                 times[f"plain_fit_channels_last={cl}"].append(
                     plain_parser_fit(images, net_labels, size, args.width, args.epochs, batch, lr, device, dtype, cl,
-                                     workers, heads=args.parser_heads))
+                                     workers, heads=args.parser_heads, top_down=args.parser_top_down == "on"))
         out[label] = {"amp": amp, "autocast_dtype": str(dtype).replace("torch.", "") if dtype else None,
                       **summarise(times, args.n_faces * args.epochs, args.n_faces, peaks,
                                   f"plain_fit_channels_last={layout}", layout)}
@@ -185,6 +186,8 @@ def main():
     p.add_argument("--parser-batch", type=int, default=16)
     p.add_argument("--parser-heads", choices=["stride4", "study"], default="stride4",
                    help="FaceParser heads: stride4 (the default, stages 1-4) or study (the reference 2-4)")
+    p.add_argument("--parser-top-down", choices=["on", "off"], default="on",
+                   help="FaceParser's top_down head at stride 2 (on: the default)")
     p.add_argument("--width", type=float, default=1.0, help="FaceParser channel multiplier")
     p.add_argument("--num-workers", type=int, default=4, help="FaceParser's DataLoader workers (and the plain loop's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's; 1 with --smoke)")
@@ -212,6 +215,7 @@ def main():
                          "parser": {"n_images": args.n_faces, "width": args.width, "batch_size": args.parser_batch,
                                     "heads": args.parser_heads,
                                     "head_stages": list(_stages_of_heads(args.parser_heads)),
+                                    "top_down": args.parser_top_down == "on",
                                     "num_workers": args.num_workers, "augment": False},
                          "plain_loop": "benchmarks/_common.py plain_train: no read-back per batch; the keypoint "
                                        "loop does the default fit's work (recipe loss, decoupled L2 groups, the MLP's "

@@ -138,8 +138,8 @@ def main(argv=None):
     p.add_argument("--head-stages", type=int, nargs="+", default=[1, 2, 3, 4],
                    help="backbone stages with a head, FaceParser's heads (1 2 3 4 = heads='stride4', the default; "
                         "2 3 4 = heads='study', the reference three)")
-    p.add_argument("--top-down", action="store_true",
-                   help="add the network's top-down head at stride 2 (MultiHeadParsingNet top_down)")
+    p.add_argument("--top-down", choices=["on", "off"], default="on",
+                   help="FaceParser's top_down head at stride 2 (on: the default)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--class-weight", choices=["none", "balanced"], default="none",
                    help="balanced: weigh each class's pixels in the OHEM loss by 1/sqrt(its pixel frequency in the "
@@ -200,6 +200,7 @@ def main(argv=None):
                   heads=tuple(args.head_stages),
                   lr=args.lr, warmup_steps=args.warmup_steps, scale_range=tuple(args.scale_range),
                   device=args.device, random_state=args.seed, num_workers=args.num_workers,
+                  top_down=args.top_down == "on",
                   validation_fraction=0.0)  # train on every crop, as the committed results did; test set is held out
     if args.boundary_weight is not None:
         params["boundary_weight"] = args.boundary_weight
@@ -220,8 +221,6 @@ def main(argv=None):
 
     limit = FitBudget(budget_s)
     net_kwargs = {"callbacks": [("fit_budget", limit)]}
-    if args.top_down:
-        net_kwargs["module__top_down"] = True
     class_weight = None
     if args.class_weight == "balanced":
         freq = np.bincount(y_train.ravel(), minlength=len(CLASSES))[:len(CLASSES)] / y_train.size

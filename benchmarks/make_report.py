@@ -459,6 +459,12 @@ def readme_summary():
             if ok:
                 line += (f" `benchmarks/bench_parser_ceiling.py` measures that 0.80 needs part boundaries placed "
                          f"to about {max(v['mean_point_error_px'] for v in ok):.2f} px at {c.get('image_size')} px.")
+            frames = ceiling.get("consecutive_frames")
+            if frames:
+                line += (f" ytf68's own labels are not that precise: those of consecutive video frames, aligned, "
+                         f"agree at mean F1 {frames['two_labellings']['mean_f1']:.2f}, and a model that found every "
+                         f"point exactly would score about {frames['one_labelling_estimate']['mean_f1']:.2f} "
+                         f"against labels that noisy.")
         clean = [(name, r) for name, r in ((_load("parser_loss_terms") or {}).get("runs") or {}).items()
                  if r["config"].get("duplicates") == "drop"]
         if clean:
@@ -584,6 +590,16 @@ def parser_guide():
                        f"{v['mean_point_error_px']:.2f} px mean error already drops mean F1 to {v['mean_f1']:.2f}, so "
                        f"{q['target_mean_f1']:.2f} asks for part boundaries within about a pixel at "
                        f"{c['image_size']} px (`benchmarks/bench_parser_ceiling.py`).")
+        frames = ceiling.get("consecutive_frames")
+        if frames:
+            two, one = frames["two_labellings"], frames["one_labelling_estimate"]
+            out.append(f"ytf68's labels are not that precise: in {frames['n_pairs']} pairs of consecutive video frames "
+                       f"of one person, aligned by ECC, the points of one frame lie "
+                       f"{frames['mean_point_distance_px']:.1f} px on average from the next frame's mapped into it, "
+                       f"and their masks agree at mean F1 {two['mean_f1']:.2f}. Moved by that difference / sqrt 2 "
+                       f"(the noise of one labelling), a frame's own masks score {one['mean_f1']:.2f}: about what a "
+                       f"parser that found every point exactly would score against ytf68's labels, below "
+                       f"{q['target_mean_f1']:.2f}.")
     edges = res.get("edge_points_held_out", {}).get("from_face_parser_predictions")
     if edges:
         out.append(f"On the same held-out people, `MaskEdgeKeypoints` points from the predicted maps lie "

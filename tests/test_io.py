@@ -107,7 +107,7 @@ def test_parsers_saved_before_heads_existed_load_with_the_heads_they_were_traine
     heads, or what net_kwargs module__head_stages chose): it loads with those, not today's default."""
     faces, labels = make_faces(4, 40, random_state=0)
     old = FaceParser(image_size=32, width=0.125, max_epochs=1, batch_size=4, random_state=0, device="cpu",
-                     heads=heads, net_kwargs=net_kwargs).fit(faces, labels)
+                     heads=heads, net_kwargs=net_kwargs, top_down=False).fit(faces, labels)
     path = skkp.save(old, tmp_path / "old.skkp")
 
     def without_heads(doc):
