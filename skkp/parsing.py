@@ -241,7 +241,7 @@ class FaceParser(NeuralEstimatorMixin, TransformerMixin, BaseEstimator):
         others' sum. About a quarter more compute (training and predict, one CPU
         thread, 128 px, width 0.5). On ytf68 held-out people (128 px, width 0.5, 25
         epochs, trained without the doubly labelled images, scored on the singly
-        labelled rows) it measured mean F1 0.726 and 0.713 on two person splits,
+        labelled rows) it measured mean F1 0.726 and 0.715 on two person splits,
         against 0.713 and 0.707 without it (docs/benchmarks.md). Files saved before
         this parameter existed load with False, the network they were trained with.
 
