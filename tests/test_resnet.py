@@ -203,3 +203,14 @@ def test_uint8_rgb_batches_are_normalised_by_the_network_as_on_the_host(channels
     host = torch.from_numpy(np.stack([normalize_image(im) for im in rgb]))
     with torch.no_grad():
         assert torch.equal(net(torch.from_numpy(rgb)), net(host))
+
+
+def test_top_down_network_in_channels_last_gives_the_same_logits():
+    """FaceParser keeps the network channels_last on CUDA: the top-down head must work in that layout."""
+    plain = _seeded(5, lambda: MultiHeadParsingNet(n_classes=5, width=0.125, head_stages=(1, 2, 3, 4),
+                                                   top_down=True)).eval()
+    last = MultiHeadParsingNet(n_classes=5, width=0.125, head_stages=(1, 2, 3, 4), top_down=True,
+                               channels_last=True).eval()
+    last.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 40, 48)
+    torch.testing.assert_close(last(x), plain(x), atol=1e-5, rtol=1e-4)
