@@ -63,12 +63,16 @@ def noise_ceiling(masks, landmarks, sigma, rng):
     return parsing_report(masks, pred, list(CLASSES)), err
 
 
-def duplicate_label_ceiling(data_dir, size, margin, n_rows=None):
+def load_rows(data_dir, n_rows=None):
+    """ytf68's rows as listed (images and 68 points), file names listed twice included."""
+    with ytf68_csv(data_dir, n_rows) as csv_path, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the warning names the doubly listed rows: measured here
+        return load_landmarks_csv(csv_path, data_dir / "images")
+
+
+def duplicate_label_ceiling(data, size, margin):
     """Mean F1 of the masks of one labelling of an image against another labelling's (ytf68's
     file names listed twice), both in the crop cut on the first; and their mean point distance."""
-    with ytf68_csv(data_dir, n_rows) as csv_path, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the warning names these rows: measured here
-        data = load_landmarks_csv(csv_path, data_dir / "images")
     pairs = [(a, b) for a, b in duplicate_pairs([str(n) for n in data.filenames])
              if not np.array_equal(data.keypoints[a], data.keypoints[b], equal_nan=True)]  # two labellings
     if not pairs:
@@ -83,13 +87,10 @@ def duplicate_label_ceiling(data_dir, size, margin, n_rows=None):
     return parsing_report(first, second, list(CLASSES)), len(pairs), dist
 
 
-def frame_pair_ceiling(data_dir, size, margin, min_cc=0.9, n_rows=None):
+def frame_pair_ceiling(data, size, margin, min_cc=0.9):
     """Masks of consecutive frames' labels in one crop (see the module's 4.): ``(report of frame B's
     masks against A's, report of A's points moved by the difference / sqrt 2 against A's, pairs,
-    mean point distance in px at ``size``)``."""
-    with ytf68_csv(data_dir, n_rows) as csv_path, warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # names listed twice: left out of the pairs
-        data = load_landmarks_csv(csv_path, data_dir / "images")
+    mean point distance in px at ``size``)``. Names listed twice are left out of the pairs."""
     keep = [r for r in align_consecutive_frames(data) if r[4] is None and r[2] >= min_cc]
     if not keep:
         return None, None, 0, float("nan")
@@ -132,12 +133,13 @@ def main(argv=None):
         report, err = noise_ceiling(masks, landmarks, sigma, rng)
         noise[str(sigma)] = {"mean_point_error_px": err, **summary(report)}
         print(f"landmark noise sigma {sigma} px (mean error {err:.2f} px): mean F1 {report['mean_f1']:.3f}", flush=True)
-    report, n_pairs, dist = duplicate_label_ceiling(data_dir, 128, 0.25, n_rows=32 if args.smoke else None)
+    rows = load_rows(data_dir, n_rows=64 if args.smoke else None)  # read once for measures 3 and 4
+    report, n_pairs, dist = duplicate_label_ceiling(rows, 128, 0.25)
     duplicates = None if report is None else {"n_pairs": n_pairs, "mean_point_distance_px": dist, **summary(report)}
     if duplicates:
         print(f"two labellings of one image ({n_pairs} images, points {dist:.2f} px apart): "
               f"mean F1 {report['mean_f1']:.3f}", flush=True)
-    pair, one, n_pairs, dist = frame_pair_ceiling(data_dir, 128, 0.25, n_rows=64 if args.smoke else None)
+    pair, one, n_pairs, dist = frame_pair_ceiling(rows, 128, 0.25)
     frames = None if pair is None else {
         "n_pairs": n_pairs, "min_correlation": 0.9, "mean_point_distance_px": dist,
         "two_labellings": summary(pair), "one_labelling_estimate": summary(one)}
