@@ -439,8 +439,22 @@ def data_parallel(backend="auto", timeout=None):
         DATA_PARALLEL.reset(token)
 
 
-def _close_process_group():
+def _close_process_group(timeout=60.0):
+    """Wait for every process, then close the group (registered with atexit).
+
+    Without the wait the first process to finish tore gloo's connections down while another still used them, and
+    that one sometimes aborted at exit ("terminate called without an active exception"). A process that died
+    before reaching the wait makes it fail, which is not an error here: the group is closed either way.
+    """
     import torch.distributed as dist
 
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout))
+        else:
+            dist.barrier()
+    except Exception:  # a peer is gone: nothing left to wait for
+        pass
+    dist.destroy_process_group()

@@ -151,6 +151,32 @@ def test_the_command_line_trains_and_saves_once(job):
     assert model.predict(images).shape == (3, 14)
 
 
+EXIT_WORKER = textwrap.dedent("""
+    import atexit, sys, time
+    from pathlib import Path
+    from skkp.distributed import data_parallel
+
+    out = Path(sys.argv[1])
+    # registered before data_parallel's own exit handler, so it runs after it (atexit is last in, first out)
+    atexit.register(lambda: (out / f"exit{dp.rank}").write_text(repr(time.time())))
+    with data_parallel() as dp:
+        pass
+    if dp.rank == 0:  # process 0 keeps working (saving a model, say) after process 1 is done
+        time.sleep(1.5)
+        (out / "work0").write_text(repr(time.time()))
+""")
+
+
+def test_processes_wait_for_each_other_before_closing_the_group(tmp_path):
+    """Closing gloo's connections while another process still held them made that process abort at exit now
+    and then; the exit handler now waits at a barrier, so process 1 leaves only after process 0's work."""
+    (tmp_path / "worker.py").write_text(EXIT_WORKER)
+    code, _, err = _torchrun([str(tmp_path / "worker.py"), str(tmp_path)], cwd=tmp_path, timeout=60)
+    assert code == 0, err[-3000:]
+    work0, exit1 = (float((tmp_path / name).read_text()) for name in ("work0", "exit1"))
+    assert exit1 >= work0
+
+
 @pytest.fixture()
 def one_process(monkeypatch):
     """torchrun's environment for a world of one process (this one)."""
