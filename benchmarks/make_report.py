@@ -226,13 +226,19 @@ def parser_section(lines):
               f"`python benchmarks/bench_parser_ytf68.py` — {d['n_train']} training / {d['n_test']} held-out "
               f"faces ({d['people_train']}/{d['people_test']} people), {c['image_size']} px, width "
               f"{c['width']}, budget {c['budget_s'] / 60:.0f} min. Target: mean F1 (without background) >= 0.80.",
-              "", "| mean F1 | mean IoU | pixel accuracy | finest head alone, mean F1 | prior baseline mean F1 "
-              "| epochs | training s | predict img/s |", "|---|---|---|---|---|---|---|---|",
-              f"| {q['mean_f1_no_background']:.3f} | {q['mean_iou']:.3f} | {q['pixel_accuracy']:.3f} | "
+              "", "| mean F1 | flip avg.: mean F1 | unique rows: mean F1 | mean IoU | pixel accuracy "
+              "| finest head alone, mean F1 | prior baseline mean F1 | epochs | training s | predict img/s |",
+              "|---|---|---|---|---|---|---|---|---|---|",
+              f"| {q['mean_f1_no_background']:.3f} | "
+              + ("-" if "flip_average" not in q else f"{q['flip_average']['mean_f1_no_background']:.3f}") + " | "
+              + ("-" if "unique_rows" not in q else
+                 f"{q['unique_rows']['mean_f1_no_background']:.3f} ({q['unique_rows']['n_test']} rows)") + " | "
+              f"{q['mean_iou']:.3f} | {q['pixel_accuracy']:.3f} | "
               f"{q['head_alone_mean_f1'][0]:.3f} | {q['prior_baseline_mean_f1']:.3f} | {t['epochs_done']} | "
               f"{t['train_s']:.0f} | {res['speed']['images_per_s']:.0f} |", ""]
     stages = c.get("head_stages", [2, 3, 4])
-    lines += [f"Heads on stages {', '.join(map(str, stages))}; random scale {c['scale_range'][0]}-"
+    top_down = "; the top-down head at stride 2" if c.get("top_down") else ""
+    lines += [f"Heads on stages {', '.join(map(str, stages))}{top_down}; random scale {c['scale_range'][0]}-"
               f"{c['scale_range'][1]}; batch {c['batch_size']}, lr {c['lr']}. Per-class F1:", "",
               "| " + " | ".join(q["per_class_f1"]) + " |", "|" + "---|" * len(q["per_class_f1"]),
               "| " + " | ".join(f"{v:.2f}" for v in q["per_class_f1"].values()) + " |", ""]
@@ -451,7 +457,8 @@ def readme_summary():
         q, t, c = parser["quality"], parser["training"], parser["config"]
         line = (f"- Face parsing on ytf68 landmark masks (`python benchmarks/bench_parser_ytf68.py`): mean F1 "
                 f"{q['mean_f1_no_background']:.2f} after {t['train_s'] / 60:.0f} minutes on "
-                f"{parser['metadata'].get('torch_threads')} thread(s) (heads on stages {c.get('head_stages')}); the "
+                f"{parser['metadata'].get('torch_threads')} thread(s) (heads on stages {c.get('head_stages')}"
+                f"{' and the top-down head' if c.get('top_down') else ''}); the "
                 f"0.80 target is not reached.")
         ceiling = _load("parser_ceiling")
         if ceiling:
@@ -573,7 +580,8 @@ def parser_guide():
         lo, hi = sorted((f1[a], f1[b]))
         return f"{lo:.2f}-{hi:.2f}"
     out = [f"Result of the committed run (`benchmarks/results/parser_ytf68.json`, width {c['width']}, "
-           f"{c['image_size']} px, heads on stages {c['head_stages']}, random scale {c['scale_range'][0]}-"
+           f"{c['image_size']} px, heads on stages {c['head_stages']}"
+           f"{' and the top-down head' if c.get('top_down') else ''}, random scale {c['scale_range'][0]}-"
            f"{c['scale_range'][1]}, {res['metadata'].get('torch_threads')} torch thread(s), {t['train_s'] / 60:.0f} "
            f"minutes = {t['epochs_done']} epochs): mean F1 {q['mean_f1_no_background']:.3f} without background, "
            f"mean IoU {q['mean_iou']:.3f}, pixel accuracy {q['pixel_accuracy']:.3f}, against "
