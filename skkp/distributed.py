@@ -48,6 +48,7 @@ import datetime
 import hashlib
 import numbers
 import os
+import sys
 
 import numpy as np
 import torch
@@ -443,18 +444,21 @@ def _close_process_group(timeout=60.0):
     """Wait for every process, then close the group (registered with atexit).
 
     Without the wait the first process to finish tore gloo's connections down while another still used them, and
-    that one sometimes aborted at exit ("terminate called without an active exception"). A process that died
-    before reaching the wait makes it fail, which is not an error here: the group is closed either way.
+    that one sometimes aborted at exit ("terminate called without an active exception"). A process that exits on
+    an uncaught exception does not wait: the others may be blocked in a collective that needs it, and closing
+    its connections ends theirs. A peer that died before reaching the wait makes it fail, which is not an error
+    here: the group is closed either way.
     """
     import torch.distributed as dist
 
     if not dist.is_initialized():
         return
-    try:
-        if dist.get_backend() == "gloo":
-            dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout))
-        else:
-            dist.barrier()
-    except Exception:  # a peer is gone: nothing left to wait for
-        pass
+    if getattr(sys, "last_value", None) is None:  # a clean exit (Python sets it for an uncaught exception)
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=timeout))
+            else:
+                dist.barrier()
+        except Exception:  # a peer is gone: nothing left to wait for
+            pass
     dist.destroy_process_group()

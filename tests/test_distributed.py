@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,14 @@ def _torchrun(args, cwd, timeout=150):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
+        # SIGTERM first: torchrun then stops its workers, which run in sessions of their own (a SIGKILL of
+        # torchrun's group would leave them running, holding the pipes open)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = "", ""
         pytest.fail(f"torchrun did not finish in {timeout} s:\n{err[-3000:]}")
     return proc.returncode, out, err
 
@@ -175,6 +182,30 @@ def test_processes_wait_for_each_other_before_closing_the_group(tmp_path):
     assert code == 0, err[-3000:]
     work0, exit1 = (float((tmp_path / name).read_text()) for name in ("work0", "exit1"))
     assert exit1 >= work0
+
+
+FAILING_WORKER = textwrap.dedent("""
+    import sys
+    import torch
+    import torch.distributed as dist
+    from skkp.distributed import data_parallel
+
+    with data_parallel() as dp:
+        pass
+    if dp.rank == 1:
+        raise RuntimeError("process 1 fails")
+    dist.all_reduce(torch.ones(1))  # process 0 waits for process 1 in a collective
+""")
+
+
+def test_a_failing_process_does_not_wait_for_the_others(tmp_path):
+    """A process that exits on an exception closes its connections at once, so the others, blocked in a
+    collective that needs it, fail too instead of hanging until the exit barrier's timeout (60 s)."""
+    (tmp_path / "worker.py").write_text(FAILING_WORKER)
+    t0 = time.perf_counter()
+    code, _, err = _torchrun([str(tmp_path / "worker.py")], cwd=tmp_path, timeout=45)
+    assert code != 0 and "process 1 fails" in err
+    assert time.perf_counter() - t0 < 40
 
 
 @pytest.fixture()
