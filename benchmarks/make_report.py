@@ -217,6 +217,12 @@ def label_floor_section(lines):
                   f"met.", "", _meta_line(clean), ""]
 
 
+def _parser_heads(config):
+    """"heads on stages [...]" of a parser run's config, naming the top-down head when it had one."""
+    return (f"heads on stages {config.get('head_stages')}"
+            + (" and the top-down head" if config.get("top_down") else ""))
+
+
 def parser_section(lines):
     res = _load("parser_ytf68")
     if not res:
@@ -457,8 +463,7 @@ def readme_summary():
         q, t, c = parser["quality"], parser["training"], parser["config"]
         line = (f"- Face parsing on ytf68 landmark masks (`python benchmarks/bench_parser_ytf68.py`): mean F1 "
                 f"{q['mean_f1_no_background']:.2f} after {t['train_s'] / 60:.0f} minutes on "
-                f"{parser['metadata'].get('torch_threads')} thread(s) (heads on stages {c.get('head_stages')}"
-                f"{' and the top-down head' if c.get('top_down') else ''}); the "
+                f"{parser['metadata'].get('torch_threads')} thread(s) ({_parser_heads(c)}); the "
                 f"0.80 target is not reached.")
         ceiling = _load("parser_ceiling")
         if ceiling:
@@ -580,8 +585,7 @@ def parser_guide():
         lo, hi = sorted((f1[a], f1[b]))
         return f"{lo:.2f}-{hi:.2f}"
     out = [f"Result of the committed run (`benchmarks/results/parser_ytf68.json`, width {c['width']}, "
-           f"{c['image_size']} px, heads on stages {c['head_stages']}"
-           f"{' and the top-down head' if c.get('top_down') else ''}, random scale {c['scale_range'][0]}-"
+           f"{c['image_size']} px, {_parser_heads(c)}, random scale {c['scale_range'][0]}-"
            f"{c['scale_range'][1]}, {res['metadata'].get('torch_threads')} torch thread(s), {t['train_s'] / 60:.0f} "
            f"minutes = {t['epochs_done']} epochs): mean F1 {q['mean_f1_no_background']:.3f} without background, "
            f"mean IoU {q['mean_iou']:.3f}, pixel accuracy {q['pixel_accuracy']:.3f}, against "

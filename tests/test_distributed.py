@@ -185,7 +185,6 @@ def test_processes_wait_for_each_other_before_closing_the_group(tmp_path):
 
 
 FAILING_WORKER = textwrap.dedent("""
-    import sys
     import torch
     import torch.distributed as dist
     from skkp.distributed import data_parallel
