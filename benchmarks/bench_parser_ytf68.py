@@ -89,17 +89,19 @@ class FitBudget(Callback):
             self.replans_ += 1
 
 
-def load_crops(data_dir, size, margin, n_rows=None, with_conflicts=False):
+def load_crops(data_dir, size, margin, n_rows=None, with_conflicts=False, jitter=0.0, seed=0):
     """The ytf68 faces as (n, size, size, 3) crops, label maps, person ids and the 68 landmarks in the crops.
 
     All faces, or with ``n_rows`` only about the first ``n_rows`` (whole people; see
     :func:`_common.ytf68_csv`), read without loading the other images. ``with_conflicts`` also
-    returns the mask of the rows whose image ytf68 labels twice with different points.
+    returns the mask of the rows whose image ytf68 labels twice with different points. ``jitter``
+    moves and scales each crop at random (``crop_faces``'s jitter, seeded by ``seed``).
     """
     with ytf68_csv(data_dir, n_rows) as csv_path, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the conflicting rows: returned, kept or dropped on purpose
         data = load_landmarks_csv(csv_path, data_dir / "images")
-    crops = crop_faces(data.images, data.keypoints, size=size, margin=margin, gray=False)
+    crops = crop_faces(data.images, data.keypoints, size=size, margin=margin, gray=False, jitter=jitter,
+                       random_state=seed)
     masks = landmarks_to_masks(crops.keypoints, (size, size), classes=CLASSES)
     out = crops.images, masks, np.asarray(data.groups), crops.keypoints
     return out + (_conflicting_rows(data.filenames, data.keypoints),) if with_conflicts else out
@@ -166,6 +168,10 @@ def main(argv=None):
     p.add_argument("--duplicates", choices=["keep", "drop"], default="keep",
                    help="rows of images ytf68 labels twice with different points: keep (the standard protocol) "
                         "or drop them from training and test (the unique rows are scored either way)")
+    p.add_argument("--test-jitter", type=float, default=0.0,
+                   help="cut the held-out crops moved by up to this fraction of the face box and scaled by up to "
+                        "1 +- twice it (as a face detector's boxes would frame them; crop_faces' jitter), the label "
+                        "maps painted from the moved landmarks; training crops stay unjittered (default 0)")
     add_threads_option(p)
     args = p.parse_args(argv)
     set_threads(args)
@@ -197,6 +203,10 @@ def main(argv=None):
         test_idx = np.sort(rng.choice(test_idx, max_test, replace=False))
     X_train, y_train = images[train_idx], masks[train_idx]
     X_test, y_test = images[test_idx], masks[test_idx]
+    if args.test_jitter:  # the held-out faces framed afresh; the rows and people stay the same
+        images_j, masks_j, _, landmarks_j = load_crops(data_dir, args.crop_size, args.margin, n_rows=n_rows,
+                                                       jitter=args.test_jitter, seed=args.seed)
+        X_test, y_test, landmarks = images_j[test_idx], masks_j[test_idx], landmarks_j
 
     params = dict(image_size=args.image_size, classes=CLASSES, width=args.width, batch_size=args.batch_size,
                   heads=tuple(args.head_stages),
@@ -288,7 +298,8 @@ def main(argv=None):
         "smoke": bool(args.smoke),
         "metadata": metadata(est.device_),
         "config": {**{k: v for k, v in params.items() if k not in ("classes", "heads")}, "classes": list(CLASSES),
-                   "crop_size": args.crop_size, "margin": args.margin, "budget_s": budget_s,
+                   "crop_size": args.crop_size, "margin": args.margin, "test_jitter": args.test_jitter,
+                   "budget_s": budget_s,
                    "class_weight": None if class_weight is None else dict(zip(CLASSES, class_weight.round(3).tolist())),
                    "boundary_weight": est.boundary_weight, "duplicates": args.duplicates,
                    "loaded_from": args.load,

@@ -121,3 +121,23 @@ def test_docs_quote_the_committed_results(script, result, page, monkeypatch):
     assert block.strip().splitlines() == bench.summary_lines(json.loads(path.read_text())), \
         f"docs/{page} differs from benchmarks/results/{result}: paste the output of " \
         f"python benchmarks/{script}.py --table benchmarks/results/{result}"
+
+
+def test_parser_bench_test_jitter_reframes_the_held_out_faces(ytf68_dir, monkeypatch):
+    """--test-jitter cuts the same rows again, moved and scaled, with label maps painted from the moved
+    landmarks (what a face detector's boxes do to a parser's input)."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from bench_parser_ytf68 import CLASSES, load_crops
+
+    from skkp.datasets import landmarks_to_masks
+
+    images, masks, groups, points = load_crops(ytf68_dir, 64, 0.25, n_rows=12)
+    images_j, masks_j, groups_j, points_j = load_crops(ytf68_dir, 64, 0.25, n_rows=12, jitter=0.1, seed=3)
+    assert images_j.shape == images.shape and np.array_equal(groups_j, groups)
+    assert np.abs(points_j - points).max() > 1.0  # every face reframed, by pixels, not rounding
+    assert (np.abs(points_j - points).reshape(len(points), -1).max(axis=1) > 0.5).all()
+    np.testing.assert_array_equal(masks_j, landmarks_to_masks(points_j, (64, 64), classes=CLASSES))
+    again = load_crops(ytf68_dir, 64, 0.25, n_rows=12, jitter=0.1, seed=3)
+    np.testing.assert_array_equal(again[0], images_j)  # seeded: the same framing on every run
