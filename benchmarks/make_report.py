@@ -278,6 +278,9 @@ def parser_section(lines):
         commits = sorted({r["metadata"]["commit"] for r in runs.values()})
         lines += ["", terms.get("note", ""), "", _meta_line(next(iter(runs.values()))).rstrip("*").rstrip(".")
                   + f"; the runs' commits: {', '.join(f'`{c}`' for c in commits)}.*", ""]
+    scale = parser_scale_table()
+    if scale:
+        lines += scale + [""]
     ceiling = _load("parser_ceiling")
     if ceiling:
         lines += ["How far 0.80 is, measured without training (`python benchmarks/bench_parser_ceiling.py`, "
@@ -404,7 +407,7 @@ def json_only_section(lines):
     names = sorted(p.stem for p in (HERE / "results").glob("*.json") if p.stem != "gpu"  # gpu_section has it
                    if not p.stem.startswith("ytf68_keypoints")
                    and p.stem not in {"keypoint_speed", "synthetic_noses", "parser_ytf68", "parser_ceiling", "ytf68_variants",
-                                      "ytf68_levers", "parser_loss_terms",
+                                      "ytf68_levers", "parser_loss_terms", "parser_scale_range",
                                       "finetune", "onnx", "detection", "pretrained_split", "distributed",
                                       "label_floor"})
     if names:
@@ -573,6 +576,40 @@ def _levers_sentence(res):
     return text
 
 
+def parser_scale_table():
+    """The table of FaceParser's random scale range against the framing of the held-out crops."""
+    res = _load("parser_scale_range")
+    if not res:
+        return []
+    runs, st = res["runs"], res["setup"]
+    scales = list(dict.fromkeys(tuple(r["scale_range"]) for r in runs))
+    jitters = sorted({r["test_jitter"] for r in runs})
+    cell = {(tuple(r["scale_range"]), r["test_jitter"]): r for r in runs}
+    iou = st["framing_box_iou_mean"]
+
+    def name(j):
+        return "as in training" if j == 0 else f"jitter {j:g} (box IoU {iou[f'{j:g}']:.2f})"
+
+    def label(s):
+        tags = [t for t, v in (("FaceParser's default", st["default_scale_range"]),
+                               ("the study's", st["study_scale_range"])) if list(s) == list(v)]
+        return (f"{s[0]:g}-{s[1]:g}" if s[0] != s[1] else f"{s[0]:g} (none)") + (f" ({', '.join(tags)})" if tags else "")
+
+    out = [f"Random scale range against the framing of the held-out crops (`{st['command']}` for each "
+           f"range, then `--load` with `--test-jitter`; `benchmarks/results/parser_scale_range.json`). "
+           f"{st['protocol']} Jitter J moves the face box by up to J of its side and scales it by up to 1 +- 2J "
+           f"before cutting the crop; the box IoU is its mean overlap with the landmark box "
+           f"({st['detector_box_iou']}). Mean F1 on all {res['n_test']} held-out rows (on the "
+           f"{res['n_test_unique']} singly labelled ones in parentheses):", "",
+           "| random scale in training | " + " | ".join(name(j) for j in jitters) + " | worst |",
+           "|---|" + "---|" * (len(jitters) + 1)]
+    for s in scales:
+        row = [cell[(s, j)] for j in jitters]
+        out.append(f"| {label(s)} | " + " | ".join(f"{r['mean_f1']:.3f} ({r['unique_rows_mean_f1']:.3f})" for r in row)
+                   + f" | {min(r['mean_f1'] for r in row):.3f} |")
+    return out + ["", res["note"], "", _meta_line(res)]
+
+
 def parser_guide():
     """The benchmark paragraph of docs/face_parser.md, from the JSON results."""
     res, ceiling = _load("parser_ytf68"), _load("parser_ceiling")
@@ -618,7 +655,8 @@ def parser_guide():
                    f"{edges['u_lip']['mean_px']:.1f} px (upper lip) and {edges['l_lip']['mean_px']:.1f} px (lower lip) "
                    f"from the annotated lip contours and {edges['nose']['mean_px']:.1f} px from the nose outline "
                    f"(the JSON's `edge_points_held_out`).")
-    return out
+    scale = parser_scale_table()
+    return out + ([""] + scale if scale else [])
 
 
 def edges_guide():
