@@ -593,7 +593,7 @@ def parser_scale_table():
     def label(s):
         tags = [t for t, v in (("FaceParser's default", st["default_scale_range"]),
                                ("the study's", st["study_scale_range"])) if list(s) == list(v)]
-        return (f"{s[0]:g}-{s[1]:g}" if s[0] != s[1] else f"{s[0]:g} (none)") + (f" ({', '.join(tags)})" if tags else "")
+        return (f"{float(s[0])}-{float(s[1])}" if s[0] != s[1] else f"{float(s[0])} (none)") + (f" ({', '.join(tags)})" if tags else "")
 
     out = [f"Random scale range against the framing of the held-out crops (`{st['command']}` for each "
            f"range, then `--load` with `--test-jitter`; `benchmarks/results/parser_scale_range.json`). "
