@@ -89,21 +89,31 @@ class FitBudget(Callback):
             self.replans_ += 1
 
 
-def load_crops(data_dir, size, margin, n_rows=None, with_conflicts=False, jitter=0.0, seed=0):
-    """The ytf68 faces as (n, size, size, 3) crops, label maps, person ids and the 68 landmarks in the crops.
-
-    All faces, or with ``n_rows`` only about the first ``n_rows`` (whole people; see
-    :func:`_common.ytf68_csv`), read without loading the other images. ``with_conflicts`` also
-    returns the mask of the rows whose image ytf68 labels twice with different points. ``jitter``
-    moves and scales each crop at random (``crop_faces``'s jitter, seeded by ``seed``).
-    """
+def read_faces(data_dir, n_rows=None):
+    """ytf68's images and landmarks (``load_landmarks_csv``'s Bunch): all faces, or with ``n_rows``
+    only about the first ``n_rows`` (whole people; see :func:`_common.ytf68_csv`), read without
+    loading the other images."""
     with ytf68_csv(data_dir, n_rows) as csv_path, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the conflicting rows: returned, kept or dropped on purpose
-        data = load_landmarks_csv(csv_path, data_dir / "images")
+        return load_landmarks_csv(csv_path, data_dir / "images")
+
+
+def crop_and_paint(data, size, margin, jitter=0.0, seed=0):
+    """``(crops, label maps, landmarks in the crops)`` of :func:`read_faces`' faces; ``jitter`` moves
+    and scales each crop at random (``crop_faces``'s jitter, seeded by ``seed``)."""
     crops = crop_faces(data.images, data.keypoints, size=size, margin=margin, gray=False, jitter=jitter,
                        random_state=seed)
-    masks = landmarks_to_masks(crops.keypoints, (size, size), classes=CLASSES)
-    out = crops.images, masks, np.asarray(data.groups), crops.keypoints
+    return crops.images, landmarks_to_masks(crops.keypoints, (size, size), classes=CLASSES), crops.keypoints
+
+
+def load_crops(data_dir, size, margin, n_rows=None, with_conflicts=False, jitter=0.0, seed=0):
+    """The ytf68 faces as (n, size, size, 3) crops, label maps, person ids and the 68 landmarks in the crops
+    (:func:`read_faces`, then :func:`crop_and_paint`). ``with_conflicts`` also returns the mask of the
+    rows whose image ytf68 labels twice with different points.
+    """
+    data = read_faces(data_dir, n_rows)
+    images, masks, landmarks = crop_and_paint(data, size, margin, jitter, seed)
+    out = images, masks, np.asarray(data.groups), landmarks
     return out + (_conflicting_rows(data.filenames, data.keypoints),) if with_conflicts else out
 
 
@@ -191,8 +201,9 @@ def main(argv=None):
     max_test = args.max_test or (16 if args.smoke else None)
     # smoke: read only the first faces (whole people), enough for both subsamples
     n_rows = 2 * (max_train + max_test) if args.smoke else None
-    images, masks, groups, landmarks, conflicts = load_crops(data_dir, args.crop_size, args.margin, n_rows=n_rows,
-                                                              with_conflicts=True)
+    data = read_faces(data_dir, n_rows)
+    images, masks, landmarks = crop_and_paint(data, args.crop_size, args.margin)
+    groups, conflicts = np.asarray(data.groups), _conflicting_rows(data.filenames, data.keypoints)
     load_s = time.perf_counter() - t0
     test = split_by_person(groups, 0.2, args.seed)
     keep = ~conflicts if args.duplicates == "drop" else np.ones(len(groups), bool)
@@ -205,9 +216,8 @@ def main(argv=None):
     X_train, y_train = images[train_idx], masks[train_idx]
     X_test, y_test = images[test_idx], masks[test_idx]
     if args.test_jitter:  # the held-out faces framed afresh; the rows and people stay the same
-        images_j, masks_j, _, landmarks_j = load_crops(data_dir, args.crop_size, args.margin, n_rows=n_rows,
-                                                       jitter=args.test_jitter, seed=args.seed)
-        X_test, y_test, landmarks = images_j[test_idx], masks_j[test_idx], landmarks_j
+        images_j, masks_j, landmarks = crop_and_paint(data, args.crop_size, args.margin, args.test_jitter, args.seed)
+        X_test, y_test = images_j[test_idx], masks_j[test_idx]
 
     params = dict(image_size=args.image_size, classes=CLASSES, width=args.width, batch_size=args.batch_size,
                   heads=tuple(args.head_stages),
