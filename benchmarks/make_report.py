@@ -596,7 +596,8 @@ def parser_scale_table():
         return (f"{float(s[0])}-{float(s[1])}" if s[0] != s[1] else f"{float(s[0])} (none)") + (f" ({', '.join(tags)})" if tags else "")
 
     out = [f"Random scale range against the framing of the held-out crops (`{st['command']}` for each "
-           f"range, then `--load` with `--test-jitter`; `benchmarks/results/parser_scale_range.json`). "
+           f"range, then `--load` with `--test-jitter`, collected by `benchmarks/collect_parser_scale.py` into "
+           f"`benchmarks/results/parser_scale_range.json`). "
            f"{st['protocol']} Jitter J moves the face box by up to J of its side and scales it by up to 1 +- 2J "
            f"before cutting the crop; the box IoU is its mean overlap with the landmark box "
            f"({st['detector_box_iou']}). Mean F1 on all {res['n_test']} held-out rows (on the "

@@ -136,8 +136,36 @@ def test_parser_bench_test_jitter_reframes_the_held_out_faces(ytf68_dir, monkeyp
     images, masks, groups, points = load_crops(ytf68_dir, 64, 0.25, n_rows=12)
     images_j, masks_j, groups_j, points_j = load_crops(ytf68_dir, 64, 0.25, n_rows=12, jitter=0.1, seed=3)
     assert images_j.shape == images.shape and np.array_equal(groups_j, groups)
-    assert np.abs(points_j - points).max() > 1.0  # every face reframed, by pixels, not rounding
-    assert (np.abs(points_j - points).reshape(len(points), -1).max(axis=1) > 0.5).all()
+    assert np.abs(points_j - points).max() > 1.0  # reframed by pixels, not by rounding
+    assert (np.abs(points_j - points).reshape(len(points), -1).max(axis=1) > 0.5).all()  # every face
     np.testing.assert_array_equal(masks_j, landmarks_to_masks(points_j, (64, 64), classes=CLASSES))
     again = load_crops(ytf68_dir, 64, 0.25, n_rows=12, jitter=0.1, seed=3)
     np.testing.assert_array_equal(again[0], images_j)  # seeded: the same framing on every run
+
+
+def test_collect_parser_scale_pairs_each_scoring_with_its_training_run(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from collect_parser_scale import box_iou_mean, collect
+
+    assert box_iou_mean(0.0) == 1.0
+    assert 1.0 > box_iou_mean(0.05) > box_iou_mean(0.1) > box_iou_mean(0.15) > 0.5
+
+    def run(scale, jitter, f1, commit, date):
+        q = {"mean_f1_no_background": f1, "mean_iou": 0.5, "flip_average": {"mean_f1_no_background": f1 + 0.01},
+             "unique_rows": {"mean_f1_no_background": f1 + 0.05, "n_test": 3}, "per_class_f1": {"nose": f1},
+             "prior_baseline_mean_f1": 0.1}
+        return {"config": {"scale_range": scale, "test_jitter": jitter}, "quality": q, "data": {"n_test": 5},
+                "training": {"train_s": 60.0 if jitter == 0 else 1.0, "epochs_done": 2},
+                "metadata": {"commit": commit, "argv": [commit], "date": date, "torch_threads": 1}}
+
+    results = [run([0.9, 1.1], 0.1, 0.5, "s2", "3"), run([0.75, 2.0], 0.0, 0.6, "t1", "1"),
+               run([0.9, 1.1], 0.0, 0.7, "t2", "2")]
+    out = collect(results, note="n")
+    assert [(r["scale_range"], r["test_jitter"]) for r in out["runs"]] == [([0.75, 2.0], 0.0), ([0.9, 1.1], 0.0),
+                                                                           ([0.9, 1.1], 0.1)]
+    scored = out["runs"][2]
+    assert (scored["mean_f1"], scored["scored_at_commit"], scored["trained_at_commit"], scored["train_s"]) == \
+        (0.5, "s2", "t2", 60.0)  # the scoring's F1, the training run's commit and time
+    assert list(out["setup"]["framing_box_iou_mean"]) == ["0.1"] and out["meta"]["commit"] == "s2"
+    with pytest.raises(ValueError, match="no training run"):
+        collect(results[:1])
